@@ -1,0 +1,243 @@
+"""Command line: ``python -m condense <command>``.
+
+Commands::
+
+    run       --preset NAME [--seed S] [--out DIR] [--resume] [--set field=value ...]
+    evaluate  SYNTHETIC.pt [--networks convnet,mlp] [--num-networks N] [--epochs E]
+    baseline  {random,herding} --dataset D --ipc N [--seed S] [--out DIR]
+    study     --dataset D --methods random,dc,dcc --ipc 1,10 --seeds 0,1,2 --out DIR
+    datasets  list the datasets and where they are read from
+    presets   list the presets (paper-exact and quick) and what the quick ones reduce
+
+User errors (unknown dataset, ipc 0, missing files, NaN loss...) print one line and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import sys
+import typing
+from pathlib import Path
+
+from condense.errors import CondenseError, ConfigError
+
+log = logging.getLogger("condense")
+
+
+def _parse_value(text: str, annotation: object) -> object:
+    """Parse ``text`` for a dataclass field whose type annotation is ``annotation``."""
+    if text.lower() in ("none", "null"):
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        value = text
+    if isinstance(value, list):
+        value = tuple(value)
+    if "tuple" in str(annotation) and isinstance(value, (int, str)) and not isinstance(value, bool):
+        value = tuple(v.strip() for v in str(value).split(",")) if isinstance(value, str) else (value,)
+    return value
+
+
+def parse_overrides(pairs: list[str]) -> dict:
+    """``["iterations=20", "evaluation.num_networks=3"]`` → a dict for ``CondenseConfig.replace``."""
+    from condense.config import CondenseConfig, EvaluationConfig
+
+    top_hints = typing.get_type_hints(CondenseConfig)
+    eval_hints = typing.get_type_hints(EvaluationConfig)
+    changes: dict = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise ConfigError(f"--set expects field=value, got {pair!r}")
+        key, text = pair.split("=", 1)
+        if key.startswith("evaluation."):
+            field = key.split(".", 1)[1]
+            if field not in eval_hints:
+                raise ConfigError(f"unknown evaluation field {field!r}; known: {', '.join(eval_hints)}")
+            changes.setdefault("evaluation", {})[field] = _parse_value(text, eval_hints[field])
+        elif key in top_hints and key != "evaluation":
+            changes[key] = _parse_value(text, top_hints[key])
+        else:
+            raise ConfigError(f"unknown config field {key!r}; known: {', '.join(k for k in top_hints if k != 'evaluation')}, evaluation.*")
+    return changes
+
+
+def _load(name: str, args: argparse.Namespace):
+    from condense.data import load_dataset
+
+    return load_dataset(name, root=args.data_root, download=not args.offline)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from condense.presets import get_preset
+    from condense.synthesis import condense_dataset
+
+    preset = get_preset(args.preset)
+    changes = parse_overrides(args.set or [])
+    if args.seed is not None:
+        changes["seed"] = args.seed
+    config = preset.config.replace(**changes)
+    out = Path(args.out or f"runs/{preset.name}-seed{config.seed}")
+    dataset = _load(config.dataset, args)
+    log.info("preset %s (%s) -> %s", preset.name, preset.description, out)
+    synthetic = condense_dataset(config, dataset, out, device=args.device, resume=args.resume, progress=not args.no_progress)
+    print(f"synthetic set after {synthetic.iteration} iterations: {out / 'synthetic.pt'}")
+    _print_evaluations(out)
+    return 0
+
+
+def _print_evaluations(run_dir: Path) -> None:
+    from condense.artifacts import MetricsLog
+
+    for r in MetricsLog(run_dir / "metrics.jsonl").read():
+        if r.get("event") == "evaluation":
+            print(f"iteration {r['iteration']:>5}  {r['network']:<12} {100 * r['mean']:.2f} ± {100 * r['std']:.2f} %  ({len(r['accuracies'])} networks)")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from condense.artifacts import SyntheticSet
+    from condense.config import CondenseConfig, EvaluationConfig
+    from condense.evaluation import evaluate_synthetic_set, mean_std
+
+    synthetic = SyntheticSet.load(args.synthetic)
+    base = CondenseConfig.from_dict(synthetic.config) if "method" in synthetic.config else None
+    evaluation = EvaluationConfig(
+        networks=tuple(args.networks.split(",")) if args.networks else ("convnet",),
+        num_networks=args.num_networks, epochs=args.epochs,
+    )
+    augmentation = args.augmentation or (base.replace(evaluation=evaluation).evaluation_augmentation if base else "none")
+    dataset = _load(synthetic.dataset, args)
+    results = evaluate_synthetic_set(synthetic, dataset, evaluation, augmentation=augmentation, seed=args.seed, key="cli", device=args.device, progress=not args.no_progress)
+    print(f"{synthetic.method} ipc {synthetic.ipc} on {synthetic.dataset} (iteration {synthetic.iteration}), augmentation {augmentation}:")
+    for arch, accs in results.items():
+        mean, std = mean_std(accs)
+        print(f"  {arch:<14} {100 * mean:.2f} ± {100 * std:.2f} %  ({len(accs)} networks)")
+    return 0
+
+
+def cmd_baseline(args: argparse.Namespace) -> int:
+    from condense.study import Cell, cell_config, run_cell
+
+    dataset = _load(args.dataset, args)
+    cell = Cell(args.method, args.ipc, args.seed)
+    config = cell_config(args.preset_prefix, dataset.name, cell, parse_overrides(args.set or []))
+    out = Path(args.out or f"runs/baselines/{dataset.name}")
+    run_cell(cell, config, dataset, out, device=args.device, progress=not args.no_progress)
+    _print_evaluations(out / cell.name)
+    return 0
+
+
+def cmd_study(args: argparse.Namespace) -> int:
+    from condense.study import run_study
+
+    dataset = _load(args.dataset, args)
+    table = run_study(
+        dataset, args.out, methods=args.methods.split(","), ipcs=[int(i) for i in args.ipc.split(",")],
+        seeds=[int(s) for s in args.seeds.split(",")], preset_prefix=args.preset_prefix,
+        overrides=parse_overrides(args.set or []), device=args.device, progress=not args.no_progress,
+    )
+    print(f"\nConvNet test accuracy (%), {dataset.name}, presets {args.preset_prefix}*:\n")
+    print(table)
+    return 0
+
+
+def cmd_datasets(args: argparse.Namespace) -> int:
+    from condense.data import list_datasets
+
+    for name, description in list_datasets():
+        print(f"{name:<24} {description}")
+    return 0
+
+
+def cmd_presets(args: argparse.Namespace) -> int:
+    from condense.presets import PRESETS
+
+    for name, preset in PRESETS.items():
+        if args.filter and args.filter not in name:
+            continue
+        c = preset.config
+        print(f"{name:<36} K={c.steps:<3} T={c.epochs_between_steps:<3} iterations={c.iterations:<5} {preset.description}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m condense", description="Dataset condensation by gradient matching (DC, DSA, DCC, DSAC).")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA if available)")
+        p.add_argument("--data-root", default=None, help="dataset root (default: $CONDENSE_DATA_ROOT or ./data)")
+        p.add_argument("--offline", action="store_true", help="never download; fail with instructions instead")
+        p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    p = sub.add_parser("run", help="condense a dataset with a preset")
+    p.add_argument("--preset", required=True)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--out", default=None, help="run directory (default runs/<preset>-seed<S>)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    p.add_argument("--set", action="append", metavar="FIELD=VALUE", help="override a config field, e.g. iterations=20 or evaluation.num_networks=3")
+    common(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("evaluate", help="evaluate a saved synthetic set by the paper's protocol")
+    p.add_argument("synthetic")
+    p.add_argument("--networks", default=None, help="comma-separated architectures (default convnet)")
+    p.add_argument("--num-networks", type=int, default=20)
+    p.add_argument("--epochs", type=int, default=None, help="default 300, or 1000 with DSA augmentation")
+    p.add_argument("--augmentation", choices=["none", "dsa", "dc"], default=None)
+    p.add_argument("--seed", type=int, default=0)
+    common(p)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("baseline", help="select and evaluate a coreset baseline")
+    p.add_argument("method", choices=["random", "herding"])
+    p.add_argument("--dataset", default="fashion-mnist")
+    p.add_argument("--ipc", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None)
+    p.add_argument("--preset-prefix", default="quick-", help="evaluation settings from these presets ('' for the paper's)")
+    p.add_argument("--set", action="append", metavar="FIELD=VALUE")
+    common(p)
+    p.set_defaults(func=cmd_baseline)
+
+    p = sub.add_parser("study", help="a resumable grid of methods × ipc × seeds with a summary table")
+    p.add_argument("--dataset", default="fashion-mnist")
+    p.add_argument("--methods", default="random,dc,dcc,dsa,dsac")
+    p.add_argument("--ipc", default="1,10")
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--out", required=True)
+    p.add_argument("--preset-prefix", default="quick-", help="'quick-' or '' (the paper's presets)")
+    p.add_argument("--set", action="append", metavar="FIELD=VALUE")
+    common(p)
+    p.set_defaults(func=cmd_study)
+
+    p = sub.add_parser("datasets", help="list datasets")
+    common(p)
+    p.set_defaults(func=cmd_datasets)
+    p = sub.add_parser("presets", help="list presets")
+    p.add_argument("filter", nargs="?", default="")
+    p.set_defaults(func=cmd_presets)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from condense.runtime import setup_logging
+
+    args = build_parser().parse_args(argv)
+    setup_logging(args.verbose)
+    try:
+        return args.func(args)
+    except CondenseError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; rerun the same command with --resume (run) or as is (study) to continue", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,177 @@
+"""The evaluation protocol (PAPER.md §5): train fresh networks on a (synthetic) set, test on the real test set.
+
+For each architecture in the pool and each of ``num_networks`` networks::
+
+    θ ← fresh network (seeded from (seed, key, architecture, index))
+    SGD(lr 0.01, momentum 0.9, weight decay 5e-4), batch 256
+    for epoch in 0 … E:                       (E + 1 epochs)
+        one shuffled epoch on the set, with augmentation (DSA non-Siamese / DC-style / none)
+        if epoch == E // 2 + 1: lr ← lr · 0.1 (a new optimiser, as in the authors' code)
+    accuracy on the full test set
+
+E = 300 without augmentation and 1000 with DSA. Results are lists of accuracies per
+architecture; report them as mean ± std.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from condense.artifacts import SyntheticSet
+from condense.augment import DSA, DCAugment
+from condense.config import EvaluationConfig
+from condense.data import ImageDataset
+from condense.errors import ConfigError
+from condense.hooks import Callback, notify
+from condense.networks import build_network
+from condense.runtime import derive_generator, resolve_device, seeded_global_rng
+from condense.training import Augmentation, accuracy, train_epoch
+
+log = logging.getLogger("condense.evaluation")
+
+__all__ = ["TrainResult", "train_and_test", "evaluate_images", "evaluate_synthetic_set", "mean_std", "evaluation_augmentation"]
+
+
+def _dsa_augmentation() -> Augmentation:
+    dsa = DSA()
+    return lambda x, g: dsa(x, g, siamese=False)
+
+
+def _dc_augmentation() -> Augmentation:
+    return DCAugment()
+
+
+_AUGMENTATIONS: dict[str, Callable[[], Augmentation | None]] = {
+    "none": lambda: None,
+    "dsa": _dsa_augmentation,
+    "dc": _dc_augmentation,
+}
+
+
+def evaluation_augmentation(name: str) -> Augmentation | None:
+    """The training-time augmentation of the protocol: ``none``, ``dsa`` (non-Siamese) or ``dc``."""
+    if name not in _AUGMENTATIONS:
+        raise ConfigError(f"unknown evaluation augmentation {name!r}; choose one of {', '.join(_AUGMENTATIONS)}")
+    return _AUGMENTATIONS[name]()
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    test_accuracy: float
+    train_loss: float
+    train_accuracy: float
+
+
+def train_and_test(
+    network: nn.Module,
+    train_images: Tensor,
+    train_labels: Tensor,
+    test_images: Tensor,
+    test_labels: Tensor,
+    config: EvaluationConfig,
+    *,
+    augmentation: str,
+    generator: torch.Generator,
+    callbacks: Sequence[Callback] = (),
+    tag: str = "",
+) -> TrainResult:
+    """Train ``network`` by the protocol and return its test accuracy. Tensors on one device.
+
+    Args:
+        train_images: (N, C, H, W) float32, normalised; train_labels: (N,) int64.
+        test_images, test_labels: the real test set, likewise.
+    """
+    epochs = config.resolved_epochs(augmentation)
+    augment = evaluation_augmentation(augmentation)
+    lr = config.lr
+    decay_epoch = epochs // 2 + 1
+
+    def make_optimizer(lr: float) -> torch.optim.Optimizer:
+        return torch.optim.SGD(network.parameters(), lr=lr, momentum=config.momentum, weight_decay=config.weight_decay)
+
+    optimizer = make_optimizer(lr)
+    loss, train_acc = math.nan, math.nan
+    for epoch in range(epochs + 1):
+        loss, train_acc = train_epoch(network, optimizer, train_images, train_labels, batch_size=config.batch_size, generator=generator, augment=augment)
+        if not math.isfinite(loss):
+            log.warning("%s: training loss became %s at epoch %d; the network is scored as it is", tag, loss, epoch)
+            break
+        notify(callbacks, "on_training_epoch_end", tag=tag, epoch=epoch, network=network, train_loss=loss)
+        if epoch == decay_epoch:
+            lr *= 0.1
+            optimizer = make_optimizer(lr)
+    test_acc = accuracy(network, test_images, test_labels, config.test_batch_size)
+    return TrainResult(test_accuracy=test_acc, train_loss=loss, train_accuracy=train_acc)
+
+
+def evaluate_images(
+    train_images: Tensor,
+    train_labels: Tensor,
+    dataset: ImageDataset,
+    config: EvaluationConfig,
+    *,
+    augmentation: str,
+    seed: int,
+    key: str,
+    device: str | torch.device | None = None,
+    progress: bool = False,
+    callbacks: Sequence[Callback] = (),
+) -> dict[str, list[float]]:
+    """Evaluate normalised training images on every architecture of ``config.networks``.
+
+    Returns ``{architecture: [test accuracy of each network]}``.
+    """
+    from tqdm.auto import tqdm
+
+    device = resolve_device(device) if not isinstance(device, torch.device) else device
+    test_images, test_labels = dataset.normalised_test()
+    test_images, test_labels = test_images.to(device), test_labels.to(device)
+    train_images, train_labels = train_images.to(device), train_labels.to(device)
+    channels, size = train_images.shape[1], tuple(train_images.shape[2:])
+    results: dict[str, list[float]] = {}
+    total = len(config.networks) * config.num_networks
+    with tqdm(total=total, desc=f"evaluate {key}", disable=not progress, unit="net", leave=False) as bar:
+        for arch in config.networks:
+            results[arch] = []
+            for index in range(config.num_networks):
+                generator = derive_generator(seed, "evaluation", key, arch, index)
+                with seeded_global_rng(generator):
+                    network = build_network(arch, channels, dataset.num_classes, size).to(device)
+                result = train_and_test(
+                    network, train_images, train_labels, test_images, test_labels, config,
+                    augmentation=augmentation, generator=generator, callbacks=callbacks, tag=f"{key}/{arch}/{index}",
+                )
+                results[arch].append(result.test_accuracy)
+                bar.update(1)
+                bar.set_postfix(acc=f"{100 * result.test_accuracy:.1f}")
+    return results
+
+
+def evaluate_synthetic_set(
+    synthetic: SyntheticSet,
+    dataset: ImageDataset,
+    config: EvaluationConfig,
+    *,
+    augmentation: str,
+    seed: int,
+    key: str,
+    device: str | torch.device | None = None,
+    progress: bool = False,
+    callbacks: Sequence[Callback] = (),
+) -> dict[str, list[float]]:
+    """Evaluate a :class:`SyntheticSet` (checks it belongs to ``dataset``)."""
+    if synthetic.num_classes != dataset.num_classes or tuple(synthetic.mean) != tuple(dataset.mean):
+        raise ConfigError(f"synthetic set of {synthetic.dataset!r} does not match dataset {dataset.name!r} (classes or normalisation differ)")
+    return evaluate_images(synthetic.images, synthetic.labels, dataset, config, augmentation=augmentation, seed=seed, key=key, device=device, progress=progress, callbacks=callbacks)
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and population standard deviation (as numpy's default, used by the authors)."""
+    mean = sum(values) / len(values)
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))

@@ -1,0 +1,193 @@
+"""Gradient matching: distances between gradients, the DC and DCC losses, and the warm-up rule.
+
+Notation (PAPER.md §1–3). θ are the network parameters, ℓ(X) the mean cross-entropy of a batch
+X, B_c a real batch of class c, S_c the synthetic images of class c and S = ∪_c S_c.
+
+- Class-wise matching (DC, Zhao et al. 2021):
+      L_DC  = Σ_c D( ∇θ ℓ(S_c), ∇θ ℓ(B_c) )
+- Contrastive matching (DCC, Lee et al. 2022):
+      L_DCC = D( ∇θ ℓ(S), (1/C) Σ_c ∇θ ℓ(B_c) )
+  where ℓ(S) is the mean loss over the whole synthetic set in one forward pass. With equal ipc,
+  ℓ(S) = (1/C) Σ_c ℓ(S_c). D is scale-invariant per row, so the paper's "sum" and the code's
+  "mean" of class gradients give the same loss.
+- Bi-level warm-up: at iteration ``it`` and matching step ``k`` use DCC iff
+  ``it >= outer_warmup or k >= inner_warmup``, else DC.
+
+Gradients are passed as sequences of tensors, one per parameter tensor of the network, in the
+order of ``network.parameters()``. The loss functions only combine gradients; computing them
+(with ``create_graph=True`` on the synthetic side) is the caller's job, see
+:func:`parameter_gradients` and :mod:`condense.synthesis`.
+
+Example::
+
+    >>> import torch
+    >>> g_real = [torch.randn(4, 3), torch.randn(4)]
+    >>> g_syn = [g.clone() for g in g_real]
+    >>> float(gradient_distance(g_real, g_syn))  # identical gradients: zero distance
+    0.0
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = [
+    "Distance",
+    "MatchingObjective",
+    "gradient_distance",
+    "layerwise_cosine_distance",
+    "classwise_matching_loss",
+    "contrastive_matching_loss",
+    "matching_objective",
+    "parameter_gradients",
+]
+
+Gradients = Sequence[Tensor]
+
+_EPS = 1e-6  # the authors' constant in the cosine denominator
+
+
+class Distance(str, enum.Enum):
+    """Distance D between a synthetic and a real gradient."""
+
+    OURS = "ours"
+    """Layer-wise, output-node-wise cosine (the DC/DCC default). 1-D tensors contribute 0."""
+    MSE = "mse"
+    """Squared L2 distance between all flattened gradients."""
+    COS = "cos"
+    """One cosine distance between all flattened gradients."""
+
+
+class MatchingObjective(str, enum.Enum):
+    """Which loss a matching step uses."""
+
+    CLASSWISE = "classwise"  # DC / DSA
+    CONTRASTIVE = "contrastive"  # DCC / DSAC
+
+
+def _as_rows(gradient: Tensor) -> Tensor | None:
+    """Reshape one parameter's gradient to (output nodes, fan-in); ``None`` for 1-D tensors.
+
+    conv weight (out, in, h, w) -> (out, in·h·w); linear weight (out, in) unchanged;
+    layer-norm weight (C, h, w) -> (C, h·w); biases and norm scales (n,) -> ignored.
+    """
+    if gradient.dim() <= 1:
+        return None
+    return gradient.reshape(gradient.shape[0], -1)
+
+
+def layerwise_cosine_distance(real: Tensor, synthetic: Tensor) -> Tensor:
+    """D for one parameter tensor: Σ_rows (1 − ⟨r, s⟩ / (‖r‖‖s‖ + 1e-6)); 0 for 1-D tensors."""
+    real_rows, syn_rows = _as_rows(real), _as_rows(synthetic)
+    if real_rows is None or syn_rows is None:
+        return synthetic.new_zeros(())
+    dot = (real_rows * syn_rows).sum(dim=-1)
+    norms = real_rows.norm(dim=-1) * syn_rows.norm(dim=-1)
+    return (1 - dot / (norms + _EPS)).sum()
+
+
+def gradient_distance(real: Gradients, synthetic: Gradients, distance: Distance | str = Distance.OURS) -> Tensor:
+    """D(∇θ ℓ(S), ∇θ ℓ(B)) summed over parameter tensors.
+
+    Args:
+        real: gradients of the real batch, one tensor per parameter (detached).
+        synthetic: gradients of the synthetic batch, same shapes (usually with a graph).
+        distance: ``ours`` (layer-wise row cosine), ``mse`` or ``cos``.
+
+    Returns:
+        A scalar tensor, differentiable w.r.t. whatever ``synthetic`` depends on.
+    """
+    distance = Distance(distance)
+    if len(real) != len(synthetic):
+        raise ValueError(f"got {len(real)} real and {len(synthetic)} synthetic gradient tensors")
+    if distance is Distance.OURS:
+        return torch.stack([layerwise_cosine_distance(r, s) for r, s in zip(real, synthetic)]).sum()
+    real_flat = torch.cat([r.reshape(-1) for r in real])
+    syn_flat = torch.cat([s.reshape(-1) for s in synthetic])
+    if distance is Distance.MSE:
+        return ((syn_flat - real_flat) ** 2).sum()
+    return 1 - (real_flat * syn_flat).sum() / (real_flat.norm() * syn_flat.norm() + _EPS)
+
+
+def classwise_matching_loss(
+    real_per_class: Sequence[Gradients],
+    synthetic_per_class: Sequence[Gradients],
+    distance: Distance | str = Distance.OURS,
+) -> Tensor:
+    """DC loss: L = Σ_c D(∇θ ℓ(S_c), ∇θ ℓ(B_c)).
+
+    Args:
+        real_per_class: for each class c, the gradients of ℓ(B_c).
+        synthetic_per_class: for each class c, the gradients of ℓ(S_c).
+    """
+    if len(real_per_class) != len(synthetic_per_class):
+        raise ValueError("real and synthetic gradients must cover the same classes")
+    return torch.stack(
+        [gradient_distance(r, s, distance) for r, s in zip(real_per_class, synthetic_per_class)]
+    ).sum()
+
+
+def mean_class_gradient(real_per_class: Sequence[Gradients]) -> list[Tensor]:
+    """(1/C) Σ_c ∇θ ℓ(B_c), parameter by parameter."""
+    return [torch.stack(per_param).mean(dim=0) for per_param in zip(*real_per_class)]
+
+
+def contrastive_matching_loss(
+    real_mean_gradient: Gradients,
+    synthetic_whole_gradient: Gradients,
+    distance: Distance | str = Distance.OURS,
+) -> Tensor:
+    """DCC loss: L = D(∇θ ℓ(S), (1/C) Σ_c ∇θ ℓ(B_c)).
+
+    Args:
+        real_mean_gradient: the mean over classes of the class-wise real gradients; see
+            :func:`mean_class_gradient`, or compute it in one pass as the gradient of
+            (1/C) Σ_c ℓ(B_c) over the concatenated real batches.
+        synthetic_whole_gradient: the gradient of the mean loss over the whole synthetic set.
+    """
+    return gradient_distance(real_mean_gradient, synthetic_whole_gradient, distance)
+
+
+def matching_objective(iteration: int, step: int, outer_warmup: int, inner_warmup: int) -> MatchingObjective:
+    """The bi-level warm-up rule of PAPER.md §3.
+
+    Contrastive iff ``iteration >= outer_warmup or step >= inner_warmup``; class-wise otherwise.
+    With ``outer_warmup = inner_warmup = 0`` the loss is contrastive throughout.
+    """
+    if iteration >= outer_warmup or step >= inner_warmup:
+        return MatchingObjective.CONTRASTIVE
+    return MatchingObjective.CLASSWISE
+
+
+def parameter_gradients(
+    network: nn.Module,
+    images: Tensor,
+    labels: Tensor,
+    *,
+    create_graph: bool = False,
+    sample_weights: Tensor | None = None,
+) -> list[Tensor]:
+    """∇θ of the (weighted) mean cross-entropy of ``network`` on a batch.
+
+    Args:
+        images: (N, C, H, W) float32, normalised.
+        labels: (N,) int64.
+        create_graph: keep the graph so the result can be differentiated again (synthetic side).
+        sample_weights: optional (N,) weights summing to 1; default uniform 1/N. Used to compute
+            (1/C) Σ_c ℓ(B_c) over concatenated real batches of unequal sizes in one pass.
+    """
+    params = [p for p in network.parameters() if p.requires_grad]
+    logits = network(images)
+    if sample_weights is None:
+        loss = F.cross_entropy(logits, labels)
+    else:
+        loss = (F.cross_entropy(logits, labels, reduction="none") * sample_weights).sum()
+    grads = torch.autograd.grad(loss, params, create_graph=create_graph)
+    if create_graph:
+        return list(grads)
+    return [g.detach() for g in grads]

@@ -1,0 +1,134 @@
+"""Resumable grids of runs: methods × ipc × seeds, summarised as a table.
+
+Each cell is its own run directory (``<out>/<method>-ipc<N>-seed<S>``); a finished cell (with a
+``DONE`` file) is skipped, an unfinished one resumes from its checkpoint. Baselines (``random``,
+``herding``) are cells too, evaluated by the same protocol with the same evaluation config as
+the condensation cells of that ipc.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from condense.artifacts import MetricsLog, atomic_write_bytes, atomic_write_json, save_image_grid
+from condense.baselines import herding_subset, random_subset
+from condense.config import METHODS, CondenseConfig
+from condense.data import ImageDataset
+from condense.errors import ConfigError
+from condense.evaluation import evaluate_synthetic_set, mean_std
+from condense.presets import get_preset
+from condense.synthesis import condense_dataset
+
+log = logging.getLogger("condense.study")
+
+SELECTION_BASELINES = {"random": random_subset, "herding": herding_subset}
+
+
+@dataclass(frozen=True)
+class Cell:
+    method: str
+    ipc: int
+    seed: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.method}-ipc{self.ipc}-seed{self.seed}"
+
+
+def cell_config(preset_prefix: str, dataset: str, cell: Cell, overrides: dict | None = None) -> CondenseConfig:
+    """The config of a cell: the preset ``<prefix><dataset>-ipc<N>-<method>`` with the cell's seed.
+
+    Baseline cells use the DC preset of the same ipc for their evaluation settings.
+    """
+    method = cell.method if cell.method in METHODS else "dc"
+    config = get_preset(f"{preset_prefix}{dataset}-ipc{cell.ipc}-{method}").config.replace(seed=cell.seed, **(overrides or {}))
+    return config
+
+
+def run_cell(cell: Cell, config: CondenseConfig, dataset: ImageDataset, out: Path, *, device=None, progress: bool = True) -> None:
+    """Run one cell to completion (resuming if it was interrupted)."""
+    run_dir = out / cell.name
+    if (run_dir / "DONE").exists():
+        return
+    if cell.method in METHODS:
+        condense_dataset(config, dataset, run_dir, device=device, resume=True, progress=progress)
+        return
+    if cell.method not in SELECTION_BASELINES:
+        raise ConfigError(f"unknown method {cell.method!r}; choose from {', '.join(METHODS + tuple(SELECTION_BASELINES))}")
+    started = time.perf_counter()
+    chosen = SELECTION_BASELINES[cell.method](dataset, cell.ipc, cell.seed)
+    augmentation = "dc" if config.evaluation_augmentation == "dc" else "none"
+    results = evaluate_synthetic_set(chosen, dataset, config.evaluation, augmentation=augmentation, seed=cell.seed, key=cell.method, device=device, progress=progress)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json({"baseline": cell.method, "ipc": cell.ipc, "seed": cell.seed, "evaluation": config.to_dict()["evaluation"]}, run_dir / "config.json")
+    metrics = MetricsLog(run_dir / "metrics.jsonl")
+    metrics.path.unlink(missing_ok=True)
+    for arch, accs in results.items():
+        mean, std = mean_std(accs)
+        metrics.append(event="evaluation", iteration=0, network=arch, accuracies=accs, mean=mean, std=std, seconds=time.perf_counter() - started)
+    chosen.save(run_dir / "synthetic.pt")
+    save_image_grid(chosen.denormalised(), chosen.labels, run_dir / "images_it0000.png", chosen.class_names)
+    (run_dir / "DONE").write_text("0\n")
+
+
+def final_accuracies(run_dir: Path, network: str = "convnet") -> list[float]:
+    """Accuracies of the last evaluation of ``network`` recorded in a run directory."""
+    evaluations = [r for r in MetricsLog(run_dir / "metrics.jsonl").read() if r.get("event") == "evaluation" and r.get("network") == network]
+    if not evaluations:
+        return []
+    last = max(r["iteration"] for r in evaluations)
+    return [a for r in evaluations if r["iteration"] == last for a in r["accuracies"]]
+
+
+def summary_table(out: Path, cells: Sequence[Cell], network: str = "convnet") -> str:
+    """A Markdown table: rows = methods, columns = ipc, cells = mean ± std % over seeds × networks."""
+    methods = list(dict.fromkeys(c.method for c in cells))
+    ipcs = sorted({c.ipc for c in cells})
+    lines = ["| method | " + " | ".join(f"ipc {i}" for i in ipcs) + " |", "|---|" + "---|" * len(ipcs)]
+    for method in methods:
+        row = []
+        for ipc in ipcs:
+            accs, seeds = [], 0
+            for c in cells:
+                if c.method == method and c.ipc == ipc:
+                    found = final_accuracies(out / c.name, network)
+                    seeds += bool(found)
+                    accs += found
+            if accs:
+                mean, std = mean_std(accs)
+                row.append(f"{100 * mean:.1f} ± {100 * std:.1f} (n={len(accs)}, {seeds} seeds)")
+            else:
+                row.append("–")
+        lines.append(f"| {method} | " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def run_study(
+    dataset: ImageDataset,
+    out: str | Path,
+    *,
+    methods: Sequence[str],
+    ipcs: Sequence[int],
+    seeds: Sequence[int],
+    preset_prefix: str = "quick-",
+    overrides: dict | None = None,
+    device=None,
+    progress: bool = True,
+) -> str:
+    """Run every (method, ipc, seed) cell that is not finished yet and return the summary table."""
+    out = Path(out)
+    cells = [Cell(m, i, s) for i in ipcs for s in seeds for m in methods]
+    configs = {cell: cell_config(preset_prefix, dataset.name, cell, overrides) for cell in cells}  # validate all first
+    started = time.perf_counter()
+    for n, cell in enumerate(cells, 1):
+        log.info("[%d/%d] %s (%.1f min so far)", n, len(cells), cell.name, (time.perf_counter() - started) / 60)
+        run_cell(cell, configs[cell], dataset, out, device=device, progress=progress)
+    table = summary_table(out, cells)
+    minutes = (time.perf_counter() - started) / 60
+    text = f"# Study {out.name}: {dataset.name}\n\n{table}\n\nThis invocation took {minutes:.1f} min (cells finished earlier are not re-run).\n"
+    atomic_write_bytes(out / "summary.md", text.encode())
+    return table

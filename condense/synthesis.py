@@ -1,0 +1,351 @@
+"""The condensation loop: learn a synthetic set S by gradient matching (DC, DSA, DCC, DSAC).
+
+For iteration ``it`` = 0 … iterations−1 (PAPER.md §1–4)::
+
+    θ ← a freshly initialised network
+    for matching step k = 0 … K−1:
+        (BN networks: set BN statistics on 16 real images per class, then freeze BN)
+        objective ← contrastive if it ≥ outer_warmup or k ≥ inner_warmup else class-wise
+                    (DC and DSA are always class-wise)
+        for every class c: real batch B_c (256 images, without replacement);
+            DSA/DSAC: one Siamese augmentation draw a_c shared by B_c and S_c
+        class-wise:   L = Σ_c D(∇θ ℓ(a_c(S_c)), ∇θ ℓ(a_c(B_c)))
+        contrastive:  L = D(∇θ ℓ(∪_c a_c(S_c)), (1/C) Σ_c ∇θ ℓ(a_c(B_c)))
+        S ← S − SGD(lr 0.1, momentum 0.5) step on ∇_S L
+        unless k = K−1: train θ on S for T epochs (SGD lr 0.01, batch 256; DSA augmentation
+                        for DSA/DSAC)
+
+The contrastive real target is computed in one forward/backward over the concatenated class
+batches with per-sample weights 1/(C·|B_c|), which is exactly (1/C) Σ_c ∇θ ℓ(B_c).
+
+Every iteration draws its randomness from a generator derived from ``(seed, iteration)`` and the
+synthetic images and optimiser state are checkpointed, so a resumed run is identical to an
+uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from condense.artifacts import MetricsLog, SyntheticSet, atomic_torch_save, atomic_write_json, save_image_grid
+from condense.augment import DSA
+from condense.config import CondenseConfig
+from condense.data import ImageDataset
+from condense.errors import ConfigError, NonFiniteLossError
+from condense.hooks import Callback, notify
+from condense.matching import (
+    MatchingObjective,
+    classwise_matching_loss,
+    contrastive_matching_loss,
+    gradient_distance,
+    matching_objective,
+    parameter_gradients,
+)
+from condense.networks import build_network, has_batchnorm
+from condense.runtime import derive_generator, resolve_device, seeded_global_rng
+from condense.training import train_epoch
+
+log = logging.getLogger("condense.synthesis")
+
+__all__ = ["ClassSampler", "Condenser", "condense_dataset", "initial_synthetic_images"]
+
+
+class ClassSampler:
+    """Real images grouped by class, on the compute device.
+
+    Args:
+        images: (N, C, H, W) float32, normalised.
+        labels: (N,) int64 in 0..num_classes−1.
+    """
+
+    def __init__(self, images: Tensor, labels: Tensor, num_classes: int):
+        self.images = images
+        self.indices = [torch.nonzero(labels == c).flatten() for c in range(num_classes)]
+        empty = [c for c, idx in enumerate(self.indices) if len(idx) == 0]
+        if empty:
+            raise ConfigError(f"classes {empty} have no training images")
+
+    def sample(self, c: int, n: int, generator: torch.Generator) -> Tensor:
+        """Up to ``n`` images of class ``c`` drawn without replacement: (min(n, N_c), C, H, W)."""
+        idx = self.indices[c]
+        chosen = idx[torch.randperm(len(idx), generator=generator)[:n].to(idx.device)]
+        return self.images[chosen]
+
+    def count(self, c: int) -> int:
+        return len(self.indices[c])
+
+
+def initial_synthetic_images(config: CondenseConfig, sampler: ClassSampler, shape: tuple[int, ...], num_classes: int) -> Tensor:
+    """S at iteration 0: ``ipc`` random real images per class, or standard normal noise.
+
+    With real initialisation, S at iteration 0 is exactly a random real subset.
+    """
+    generator = derive_generator(config.seed, "init")
+    if config.init == "noise":
+        noise = torch.randn((num_classes * config.ipc, *shape), generator=generator)
+        return noise.to(sampler.images.device)
+    too_small = [c for c in range(num_classes) if sampler.count(c) < config.ipc]
+    if too_small:
+        raise ConfigError(f"ipc={config.ipc} exceeds the number of training images of classes {too_small}")
+    return torch.cat([sampler.sample(c, config.ipc, generator) for c in range(num_classes)]).clone()
+
+
+@dataclass
+class IterationResult:
+    loss: float
+    objectives: list[str] = field(default_factory=list)
+
+
+class Condenser:
+    """Runs the condensation loop for one config on one dataset.
+
+    Args:
+        config: the run's configuration.
+        dataset: the real data.
+        device: compute device (``None``: CUDA if available, else CPU).
+        callbacks: observers (see :mod:`condense.hooks`).
+    """
+
+    def __init__(self, config: CondenseConfig, dataset: ImageDataset, device: str | torch.device | None = None, callbacks: list[Callback] | tuple[Callback, ...] = ()):
+        self.config = config
+        self.dataset = dataset
+        self.device = resolve_device(device) if not isinstance(device, torch.device) else device
+        self.callbacks = tuple(callbacks)
+        images, labels = dataset.normalised_train()
+        self.num_classes = dataset.num_classes
+        self.sampler = ClassSampler(images.to(self.device), labels.to(self.device), self.num_classes)
+        self.image_shape = tuple(images.shape[1:])
+        self.dsa = DSA() if config.uses_dsa else None
+        initial = initial_synthetic_images(config, self.sampler, self.image_shape, self.num_classes)
+        self.synthetic = initial.detach().clone().requires_grad_(True)
+        self.labels = torch.arange(self.num_classes, device=self.device).repeat_interleave(config.ipc)
+        self.optimizer = torch.optim.SGD([self.synthetic], lr=config.syn_lr, momentum=config.syn_momentum)
+        self.iteration = 0  # number of finished iterations
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "synthetic": self.synthetic.detach().cpu().clone(),
+            "optimizer": self.optimizer.state_dict(),
+            "iteration": self.iteration,
+            "config": self.config.to_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        with torch.no_grad():
+            self.synthetic.copy_(state["synthetic"].to(self.device))
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.iteration = int(state["iteration"])
+
+    def synthetic_set(self) -> SyntheticSet:
+        return SyntheticSet(
+            images=self.synthetic.detach().cpu().clone(),
+            labels=self.labels.cpu().clone(),
+            dataset=self.dataset.name,
+            class_names=tuple(self.dataset.class_names),
+            mean=tuple(self.dataset.mean),
+            std=tuple(self.dataset.std),
+            method=self.config.method,
+            ipc=self.config.ipc,
+            seed=self.config.seed,
+            iteration=self.iteration,
+            config=self.config.to_dict(),
+        )
+
+    # ------------------------------------------------------------------ pieces
+    def _new_network(self, generator: torch.Generator) -> nn.Module:
+        with seeded_global_rng(generator):
+            network = build_network(self.config.network, self.image_shape[0], self.num_classes, self.image_shape[1:])
+        return network.to(self.device)
+
+    def _real_autocast(self) -> contextlib.AbstractContextManager:
+        if self.config.real_grad_dtype == "bfloat16":
+            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _freeze_batchnorm(self, network: nn.Module, generator: torch.Generator) -> None:
+        """Set BN running statistics on a few real images per class, then put BN in eval mode."""
+        network.train()
+        batch = torch.cat([self.sampler.sample(c, self.config.bn_images_per_class, generator) for c in range(self.num_classes)])
+        with torch.no_grad():
+            network(batch)
+        for module in network.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.eval()
+
+    def _class_label(self, c: int, n: int) -> Tensor:
+        return torch.full((n,), c, dtype=torch.long, device=self.device)
+
+    def _matching_loss_and_backward(self, network: nn.Module, objective: MatchingObjective, generator: torch.Generator) -> float:
+        """Compute the matching loss for one step and accumulate ∇_S L into ``synthetic.grad``."""
+        config = self.config
+        ipc = config.ipc
+        reals, syns, labels_real = [], [], []
+        for c in range(self.num_classes):
+            real = self.sampler.sample(c, config.real_batch, generator)
+            syn = self.synthetic[c * ipc : (c + 1) * ipc]
+            if self.dsa is not None:
+                draw = self.dsa.sample(generator, 1, siamese=True)
+                real, syn = self.dsa.apply(real, draw), self.dsa.apply(syn, draw)
+            reals.append(real)
+            syns.append(syn)
+            labels_real.append(self._class_label(c, len(real)))
+
+        if objective is MatchingObjective.CLASSWISE:
+            total = 0.0
+            for c in range(self.num_classes):
+                with self._real_autocast():
+                    real_grad = parameter_gradients(network, reals[c], labels_real[c])
+                syn_grad = parameter_gradients(network, syns[c], self._class_label(c, ipc), create_graph=True)
+                loss = gradient_distance(real_grad, syn_grad, config.distance)
+                self._check_finite(loss)
+                # Backward per class: the same ∇_S Σ_c D_c as one backward, with one class's graph in memory.
+                loss.backward()
+                total += loss.item()
+            return total
+
+        real_all = torch.cat(reals)
+        weights = torch.cat([torch.full((len(r),), 1.0 / (self.num_classes * len(r)), device=self.device) for r in reals])
+        with self._real_autocast():
+            real_mean = parameter_gradients(network, real_all, torch.cat(labels_real), sample_weights=weights)
+        syn_grad = parameter_gradients(network, torch.cat(syns), self.labels, create_graph=True)
+        loss = contrastive_matching_loss(real_mean, syn_grad, config.distance)
+        self._check_finite(loss)
+        loss.backward()
+        return loss.item()
+
+    def _check_finite(self, loss: Tensor) -> None:
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"matching loss became {float(loss)} during iteration {self.iteration}; "
+                f"the synthetic set of the last checkpoint (iteration ≤ {self.iteration}) is kept"
+            )
+
+    def _train_network_on_synthetic(self, network: nn.Module, optimizer: torch.optim.Optimizer, generator: torch.Generator, step: int) -> None:
+        images = self.synthetic.detach().clone()
+        augment = None
+        if self.dsa is not None:
+            dsa = self.dsa
+            augment = lambda x, g: dsa(x, g, siamese=False)  # noqa: E731
+        for epoch in range(self.config.epochs_between_steps):
+            train_epoch(network, optimizer, images, self.labels, batch_size=self.config.network_batch, generator=generator, augment=augment)
+            notify(self.callbacks, "on_synthesis_network_update", iteration=self.iteration, step=step, epoch=epoch, network=network)
+
+    # ------------------------------------------------------------------ one iteration
+    def run_iteration(self) -> IterationResult:
+        """One outer iteration (K matching steps on a fresh network). Advances ``self.iteration``."""
+        config = self.config
+        generator = derive_generator(config.seed, "iteration", self.iteration)
+        network = self._new_network(generator)
+        network_optimizer = torch.optim.SGD(network.parameters(), lr=config.network_lr)
+        batchnorm = has_batchnorm(network)
+        total, objectives = 0.0, []
+        for step in range(config.steps):
+            if batchnorm:
+                self._freeze_batchnorm(network, generator)
+            if config.uses_warmup:
+                objective = matching_objective(self.iteration, step, config.outer_warmup, config.inner_warmup)
+            else:
+                objective = MatchingObjective.CLASSWISE
+            objectives.append(objective.value)
+            self.optimizer.zero_grad(set_to_none=True)
+            total += self._matching_loss_and_backward(network, objective, generator)
+            self.optimizer.step()
+            if step < config.steps - 1:
+                self._train_network_on_synthetic(network, network_optimizer, generator, step)
+        self.iteration += 1
+        mean_loss = total / config.steps
+        notify(self.callbacks, "on_synthesis_iteration_end", iteration=self.iteration, loss=mean_loss)
+        return IterationResult(loss=mean_loss, objectives=objectives)
+
+
+def _objective_summary(objectives: list[str]) -> str:
+    return "+".join(sorted(set(objectives)))
+
+
+def condense_dataset(
+    config: CondenseConfig,
+    dataset: ImageDataset,
+    run_dir: str | Path,
+    *,
+    device: str | torch.device | None = None,
+    resume: bool = False,
+    callbacks: list[Callback] | tuple[Callback, ...] = (),
+    progress: bool = True,
+    evaluate: bool = True,
+) -> SyntheticSet:
+    """Run (or resume) a condensation, writing the run directory described in :mod:`condense.artifacts`.
+
+    Evaluates the synthetic set by the protocol of :mod:`condense.evaluation` at
+    ``config.evaluation_iterations`` unless ``evaluate=False``.
+    """
+    from tqdm.auto import tqdm
+
+    from condense.evaluation import evaluate_synthetic_set
+
+    run_dir = Path(run_dir)
+    checkpoint_path = run_dir / "checkpoint.pt"
+    metrics = MetricsLog(run_dir / "metrics.jsonl")
+    condenser = Condenser(config, dataset, device=device, callbacks=callbacks)
+    if checkpoint_path.exists():
+        if not resume:
+            raise ConfigError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
+        state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
+        if CondenseConfig.from_dict(state["config"]) != config:
+            raise ConfigError(f"the checkpoint in {run_dir} was made with a different config; resume with the same settings")
+        condenser.load_state_dict(state)
+        metrics.truncate_after(condenser.iteration)
+        log.info("resuming %s at iteration %d", run_dir, condenser.iteration)
+    else:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        metrics.path.unlink(missing_ok=True)
+    atomic_write_json(config.to_dict(), run_dir / "config.json")
+    evaluated = {r["iteration"] for r in metrics.read() if r.get("event") == "evaluation"}
+
+    def checkpoint() -> None:
+        atomic_torch_save(condenser.state_dict(), checkpoint_path)
+        synthetic = condenser.synthetic_set()
+        synthetic.save(run_dir / "synthetic.pt")
+
+    def maybe_evaluate() -> None:
+        it = condenser.iteration
+        if it not in config.evaluation_iterations or it in evaluated:
+            return
+        synthetic = condenser.synthetic_set()
+        save_image_grid(synthetic.denormalised(), synthetic.labels, run_dir / f"images_it{it:04d}.png", synthetic.class_names)
+        if evaluate:
+            started = time.perf_counter()
+            result = evaluate_synthetic_set(synthetic, dataset, config.evaluation, augmentation=config.evaluation_augmentation, seed=config.seed, key=f"it{it}", device=condenser.device, progress=progress)
+            for arch, accs in result.items():
+                mean = sum(accs) / len(accs)
+                std = math.sqrt(sum((a - mean) ** 2 for a in accs) / len(accs))
+                metrics.append(event="evaluation", iteration=it, network=arch, accuracies=accs, mean=mean, std=std, seconds=time.perf_counter() - started)
+                log.info("iteration %d: %s accuracy %.2f ± %.2f %% over %d networks", it, arch, 100 * mean, 100 * std, len(accs))
+        evaluated.add(it)
+
+    maybe_evaluate()
+    bar = tqdm(total=config.iterations, initial=condenser.iteration, desc=f"{config.method} ipc{config.ipc}", disable=not progress, unit="it")
+    try:
+        while condenser.iteration < config.iterations:
+            started = time.perf_counter()
+            result = condenser.run_iteration()
+            metrics.append(event="iteration", iteration=condenser.iteration, loss=result.loss, objective=_objective_summary(result.objectives), seconds=time.perf_counter() - started)
+            bar.update(1)
+            bar.set_postfix(loss=f"{result.loss:.3f}", obj=_objective_summary(result.objectives))
+            maybe_evaluate()
+            if condenser.iteration % config.checkpoint_every == 0 or condenser.iteration in config.evaluation_iterations:
+                checkpoint()
+    finally:
+        bar.close()
+    checkpoint()
+    (run_dir / "DONE").write_text(f"{condenser.iteration}\n")
+    return condenser.synthetic_set()
