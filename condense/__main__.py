@@ -15,7 +15,6 @@ User errors (unknown dataset, ipc 0, missing files, NaN loss...) print one line 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import sys
@@ -138,10 +137,21 @@ def cmd_study(args: argparse.Namespace) -> int:
         dataset, args.out, methods=args.methods.split(","), ipcs=[int(i) for i in args.ipc.split(",")],
         seeds=[int(s) for s in args.seeds.split(",")], preset_prefix=args.preset_prefix,
         overrides=parse_overrides(args.set or []), device=args.device, progress=not args.no_progress,
+        shard=_parse_shard(args.shard),
     )
     print(f"\nConvNet test accuracy (%), {dataset.name}, presets {args.preset_prefix}*:\n")
     print(table)
     return 0
+
+
+def _parse_shard(text: str) -> tuple[int, int]:
+    try:
+        index, count = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise ConfigError(f"--shard expects I/N, e.g. 0/2, got {text!r}") from None
+    if not 0 <= index < count:
+        raise ConfigError(f"--shard {text}: need 0 <= I < N")
+    return index, count
 
 
 def cmd_datasets(args: argparse.Namespace) -> int:
@@ -173,6 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--data-root", default=None, help="dataset root (default: $CONDENSE_DATA_ROOT or ./data)")
         p.add_argument("--offline", action="store_true", help="never download; fail with instructions instead")
         p.add_argument("--no-progress", action="store_true", help="no progress bars")
+        p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice; 1 is best when several jobs share the cores)")
 
     p = sub.add_parser("run", help="condense a dataset with a preset")
     p.add_argument("--preset", required=True)
@@ -211,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--out", required=True)
     p.add_argument("--preset-prefix", default="quick-", help="'quick-' or '' (the paper's presets)")
+    p.add_argument("--shard", default="0/1", help="I/N: run only cells I, I+N, I+2N ... (run N processes with --threads 1 to use N cores)")
     p.add_argument("--set", action="append", metavar="FIELD=VALUE")
     common(p)
     p.set_defaults(func=cmd_study)
@@ -229,6 +241,10 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
+    if getattr(args, "threads", None):
+        import torch
+
+        torch.set_num_threads(args.threads)
     try:
         return args.func(args)
     except CondenseError as exc:

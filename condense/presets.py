@@ -32,9 +32,9 @@ QUICK_DATASETS = ("fashion-mnist", "fashion-mnist-upper", "mnist-10k", "mnist")
 
 #: ipc -> the fields a quick preset changes (everything else is the paper's setting).
 QUICK_REDUCTIONS: dict[int, dict] = {
-    1: dict(iterations=40, real_batch=64, outer_warmup=10, checkpoint_every=5,
+    1: dict(iterations=20, real_batch=32, outer_warmup=5, checkpoint_every=5, eval_at=(20,),
             evaluation=EvaluationConfig(num_networks=4, epochs=300)),
-    10: dict(iterations=16, real_batch=64, network_epochs=10, outer_warmup=4, checkpoint_every=2,
+    10: dict(iterations=5, real_batch=32, network_epochs=10, outer_warmup=2, checkpoint_every=1, eval_at=(5,),
              evaluation=EvaluationConfig(num_networks=2, epochs=150)),
 }
 
@@ -45,7 +45,7 @@ def _describe_quick(ipc: int) -> str:
     parts = [f"{r['iterations']} iterations (paper 1000)", f"real batch {r['real_batch']} (paper 256)", f"outer warm-up {r['outer_warmup']} (paper 250)"]
     if "network_epochs" in r:
         parts.append(f"T={r['network_epochs']} network epochs per step (paper 50)")
-    parts.append(f"{ev.num_networks} evaluation networks (paper 20), {ev.epochs} epochs (paper 300/1000)")
+    parts.append(f"evaluated at the end only with {ev.num_networks} networks (paper 20) × {ev.epochs} epochs (paper 300, 1000 with DSA)")
     return "quick CPU budget: " + ", ".join(parts)
 
 

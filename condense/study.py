@@ -20,7 +20,7 @@ from condense.config import METHODS, CondenseConfig
 from condense.data import ImageDataset
 from condense.errors import ConfigError
 from condense.evaluation import evaluate_synthetic_set, mean_std
-from condense.presets import get_preset
+from condense.presets import PRESETS, get_preset
 from condense.synthesis import condense_dataset
 
 log = logging.getLogger("condense.study")
@@ -42,11 +42,14 @@ class Cell:
 def cell_config(preset_prefix: str, dataset: str, cell: Cell, overrides: dict | None = None) -> CondenseConfig:
     """The config of a cell: the preset ``<prefix><dataset>-ipc<N>-<method>`` with the cell's seed.
 
-    Baseline cells use the DC preset of the same ipc for their evaluation settings.
+    Baseline cells use the DC preset of the same ipc for their evaluation settings. A dataset
+    without presets of its own borrows Fashion-MNIST's settings.
     """
     method = cell.method if cell.method in METHODS else "dc"
-    config = get_preset(f"{preset_prefix}{dataset}-ipc{cell.ipc}-{method}").config.replace(seed=cell.seed, **(overrides or {}))
-    return config
+    name = f"{preset_prefix}{dataset}-ipc{cell.ipc}-{method}"
+    if name not in PRESETS:
+        name = f"{preset_prefix}fashion-mnist-ipc{cell.ipc}-{method}"
+    return get_preset(name).config.replace(dataset=dataset, seed=cell.seed, **(overrides or {}))
 
 
 def run_cell(cell: Cell, config: CondenseConfig, dataset: ImageDataset, out: Path, *, device=None, progress: bool = True) -> None:
@@ -118,14 +121,22 @@ def run_study(
     overrides: dict | None = None,
     device=None,
     progress: bool = True,
+    shard: tuple[int, int] = (0, 1),
 ) -> str:
-    """Run every (method, ipc, seed) cell that is not finished yet and return the summary table."""
+    """Run every (method, ipc, seed) cell that is not finished yet and return the summary table.
+
+    ``shard=(i, n)`` runs only cells i, i+n, ...; n processes with one thread each share n cores
+    without the slow-down of oversubscribed threads. The table covers every cell finished so far.
+    """
     out = Path(out)
     cells = [Cell(m, i, s) for i in ipcs for s in seeds for m in methods]
     configs = {cell: cell_config(preset_prefix, dataset.name, cell, overrides) for cell in cells}  # validate all first
     started = time.perf_counter()
-    for n, cell in enumerate(cells, 1):
-        log.info("[%d/%d] %s (%.1f min so far)", n, len(cells), cell.name, (time.perf_counter() - started) / 60)
+    index, count = shard
+    for n, cell in enumerate(cells):
+        if n % count != index:
+            continue
+        log.info("[%d/%d] %s (%.1f min so far)", n + 1, len(cells), cell.name, (time.perf_counter() - started) / 60)
         run_cell(cell, configs[cell], dataset, out, device=device, progress=progress)
     table = summary_table(out, cells)
     minutes = (time.perf_counter() - started) / 60

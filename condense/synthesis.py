@@ -226,7 +226,7 @@ class Condenser:
     def _check_finite(self, loss: Tensor) -> None:
         if not torch.isfinite(loss):
             raise NonFiniteLossError(
-                f"matching loss became {float(loss)} during iteration {self.iteration}; "
+                f"matching loss became {loss.item()} during iteration {self.iteration}; "
                 f"the synthetic set of the last checkpoint (iteration ≤ {self.iteration}) is kept"
             )
 
@@ -312,6 +312,8 @@ def condense_dataset(
     evaluated = {r["iteration"] for r in metrics.read() if r.get("event") == "evaluation"}
 
     def checkpoint() -> None:
+        if not torch.isfinite(condenser.synthetic).all():
+            raise NonFiniteLossError(f"synthetic images became non-finite by iteration {condenser.iteration}; the last checkpoint in {run_dir} is kept")
         atomic_torch_save(condenser.state_dict(), checkpoint_path)
         synthetic = condenser.synthetic_set()
         synthetic.save(run_dir / "synthetic.pt")
