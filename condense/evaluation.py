@@ -35,7 +35,7 @@ from condense.training import Augmentation, accuracy, train_epoch
 
 log = logging.getLogger("condense.evaluation")
 
-__all__ = ["TrainResult", "train_and_test", "evaluate_images", "evaluate_synthetic_set", "mean_std", "evaluation_augmentation"]
+__all__ = ["learning_rates", "TrainResult", "train_and_test", "evaluate_images", "evaluate_synthetic_set", "mean_std", "evaluation_augmentation"]
 
 
 def _dsa_augmentation() -> Augmentation:
@@ -59,6 +59,15 @@ def evaluation_augmentation(name: str) -> Augmentation | None:
     if name not in _AUGMENTATIONS:
         raise ConfigError(f"unknown evaluation augmentation {name!r}; choose one of {', '.join(_AUGMENTATIONS)}")
     return _AUGMENTATIONS[name]()
+
+
+def learning_rates(epochs: int, lr: float) -> list[float]:
+    """The learning rate of each of the ``epochs + 1`` epochs: ``lr`` up to epoch E//2 + 1, then lr/10.
+
+    As in the authors' code, the decay happens after epoch ``E // 2 + 1`` has been trained.
+    """
+    decay_after = epochs // 2 + 1
+    return [lr if epoch <= decay_after else lr * 0.1 for epoch in range(epochs + 1)]
 
 
 @dataclass(frozen=True)
@@ -89,23 +98,21 @@ def train_and_test(
     """
     epochs = config.resolved_epochs(augmentation)
     augment = evaluation_augmentation(augmentation)
-    lr = config.lr
-    decay_epoch = epochs // 2 + 1
+    schedule = learning_rates(epochs, config.lr)
 
     def make_optimizer(lr: float) -> torch.optim.Optimizer:
         return torch.optim.SGD(network.parameters(), lr=lr, momentum=config.momentum, weight_decay=config.weight_decay)
 
-    optimizer = make_optimizer(lr)
+    optimizer = make_optimizer(schedule[0])
     loss, train_acc = math.nan, math.nan
-    for epoch in range(epochs + 1):
+    for epoch, lr in enumerate(schedule):
+        if epoch > 0 and lr != schedule[epoch - 1]:
+            optimizer = make_optimizer(lr)  # the authors rebuild the optimiser, momentum included
         loss, train_acc = train_epoch(network, optimizer, train_images, train_labels, batch_size=config.batch_size, generator=generator, augment=augment)
         if not math.isfinite(loss):
             log.warning("%s: training loss became %s at epoch %d; the network is scored as it is", tag, loss, epoch)
             break
         notify(callbacks, "on_training_epoch_end", tag=tag, epoch=epoch, network=network, train_loss=loss)
-        if epoch == decay_epoch:
-            lr *= 0.1
-            optimizer = make_optimizer(lr)
     test_acc = accuracy(network, test_images, test_labels, config.test_batch_size)
     return TrainResult(test_accuracy=test_acc, train_loss=loss, train_accuracy=train_acc)
 
