@@ -32,10 +32,10 @@ QUICK_DATASETS = ("fashion-mnist", "fashion-mnist-upper", "mnist-10k", "mnist")
 
 #: ipc -> the fields a quick preset changes (everything else is the paper's setting).
 QUICK_REDUCTIONS: dict[int, dict] = {
-    1: dict(iterations=20, real_batch=32, outer_warmup=5, checkpoint_every=5, eval_at=(20,),
-            evaluation=EvaluationConfig(num_networks=4, epochs=300)),
-    10: dict(iterations=5, real_batch=32, network_epochs=10, outer_warmup=2, checkpoint_every=1, eval_at=(5,),
-             evaluation=EvaluationConfig(num_networks=2, epochs=150)),
+    1: dict(iterations=15, real_batch=32, outer_warmup=4, checkpoint_every=3, eval_at=(15,),
+            evaluation=EvaluationConfig(num_networks=3, epochs=300)),
+    10: dict(iterations=5, real_batch=32, network_epochs=5, outer_warmup=1, checkpoint_every=1, eval_at=(5,),
+             evaluation=EvaluationConfig(num_networks=2, epochs=100)),
 }
 
 
