@@ -4,7 +4,7 @@ Commands::
 
     run       --preset NAME [--seed S] [--out DIR] [--resume] [--set field=value ...]
     evaluate  SYNTHETIC.pt [--networks convnet,mlp] [--num-networks N] [--epochs E]
-    baseline  {random,herding} --dataset D --ipc N [--seed S] [--out DIR]
+    baseline  {random,herding,whole} --dataset D --ipc N [--seed S] [--out DIR]
     study     --dataset D --methods random,dc,dcc --ipc 1,10 --seeds 0,1,2 --out DIR
     datasets  list the datasets and where they are read from
     presets   list the presets (paper-exact and quick) and what the quick ones reduce
@@ -205,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("baseline", help="select and evaluate a coreset baseline")
-    p.add_argument("method", choices=["random", "herding"])
+    p.add_argument("method", choices=["random", "herding", "whole"], help="whole: train on the whole training set (set evaluation.epochs on a CPU)")
     p.add_argument("--dataset", default="fashion-mnist")
     p.add_argument("--ipc", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)

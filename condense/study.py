@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from condense.artifacts import MetricsLog, atomic_write_bytes, atomic_write_json, save_image_grid
-from condense.baselines import herding_subset, random_subset
+from condense.baselines import herding_subset, random_subset, whole_dataset
 from condense.config import METHODS, CondenseConfig
 from condense.data import ImageDataset
 from condense.errors import ConfigError
@@ -25,7 +25,7 @@ from condense.synthesis import condense_dataset
 
 log = logging.getLogger("condense.study")
 
-SELECTION_BASELINES = {"random": random_subset, "herding": herding_subset}
+SELECTION_BASELINES = {"random": random_subset, "herding": herding_subset, "whole": whole_dataset}
 
 
 @dataclass(frozen=True)
@@ -73,8 +73,9 @@ def run_cell(cell: Cell, config: CondenseConfig, dataset: ImageDataset, out: Pat
     for arch, accs in results.items():
         mean, std = mean_std(accs)
         metrics.append(event="evaluation", iteration=0, network=arch, accuracies=accs, mean=mean, std=std, seconds=time.perf_counter() - started)
-    chosen.save(run_dir / "synthetic.pt")
-    save_image_grid(chosen.denormalised(), chosen.labels, run_dir / "images_it0000.png", chosen.class_names)
+    if cell.method != "whole":  # the whole training set is not worth a copy
+        chosen.save(run_dir / "synthetic.pt")
+        save_image_grid(chosen.denormalised(), chosen.labels, run_dir / "images_it0000.png", chosen.class_names)
     (run_dir / "DONE").write_text("0\n")
 
 

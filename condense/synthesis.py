@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -290,7 +289,7 @@ def condense_dataset(
     """
     from tqdm.auto import tqdm
 
-    from condense.evaluation import evaluate_synthetic_set
+    from condense.evaluation import evaluate_synthetic_set, mean_std
 
     run_dir = Path(run_dir)
     checkpoint_path = run_dir / "checkpoint.pt"
@@ -328,8 +327,7 @@ def condense_dataset(
             started = time.perf_counter()
             result = evaluate_synthetic_set(synthetic, dataset, config.evaluation, augmentation=config.evaluation_augmentation, seed=config.seed, key=f"it{it}", device=condenser.device, progress=progress)
             for arch, accs in result.items():
-                mean = sum(accs) / len(accs)
-                std = math.sqrt(sum((a - mean) ** 2 for a in accs) / len(accs))
+                mean, std = mean_std(accs)
                 metrics.append(event="evaluation", iteration=it, network=arch, accuracies=accs, mean=mean, std=std, seconds=time.perf_counter() - started)
                 log.info("iteration %d: %s accuracy %.2f ± %.2f %% over %d networks", it, arch, 100 * mean, 100 * std, len(accs))
         evaluated.add(it)

@@ -50,3 +50,18 @@ def test_herding_subset_runs_end_to_end():
     chosen = herding_subset(data, 2, seed=0, network="mlp", feature_epochs=1, device="cpu")
     assert chosen.labels.tolist() == [0, 0, 1, 1, 2, 2] and chosen.method == "herding"
     assert len({tuple(x.flatten().tolist()) for x in chosen.images}) == 6  # no duplicates
+
+
+def test_whole_dataset_baseline_covers_every_training_image(tmp_path):
+    from condense.baselines import whole_dataset
+    from condense.config import EvaluationConfig
+    from condense.study import Cell, final_accuracies, run_cell
+    from tests.condense.test_synthesis import tiny_config
+
+    data = tiny_dataset(num_classes=3, per_class=12)
+    whole = whole_dataset(data)
+    assert len(whole.labels) == 36 and torch.equal(whole.images, data.normalise(data.train_images))
+    config = tiny_config(evaluation=EvaluationConfig(networks=("mlp",), num_networks=1, epochs=10))
+    run_cell(Cell("whole", 1, 0), config, data, tmp_path, device="cpu", progress=False)
+    assert final_accuracies(tmp_path / "whole-ipc1-seed0", "mlp")[0] > 0.9
+    assert not (tmp_path / "whole-ipc1-seed0" / "synthetic.pt").exists()
