@@ -13,14 +13,6 @@ from condense.errors import ConfigError
 from condense.networks import ConvNet, build_network, has_batchnorm, list_networks
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small CPU workloads: one intra-op thread is ~10x faster than two on a shared 2-core box."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 # (channels, H, W)
 SIZES = [(1, 28, 28), (3, 32, 32), (1, 8, 8), (3, 64, 64)]
 
