@@ -45,7 +45,6 @@ from condense.matching import (
     MatchingObjective,
     classwise_matching_loss,
     contrastive_matching_loss,
-    gradient_distance,
     matching_objective,
     parameter_gradients,
 )
@@ -205,7 +204,7 @@ class Condenser:
                 with self._real_autocast():
                     real_grad = parameter_gradients(network, reals[c], labels_real[c])
                 syn_grad = parameter_gradients(network, syns[c], self._class_label(c, ipc), create_graph=True)
-                loss = gradient_distance(real_grad, syn_grad, config.distance)
+                loss = classwise_matching_loss([real_grad], [syn_grad], config.distance)  # the class-c term
                 self._check_finite(loss)
                 # Backward per class: the same ∇_S Σ_c D_c as one backward, with one class's graph in memory.
                 loss.backward()

@@ -1,7 +1,5 @@
 """Coreset baselines: random subsets and herding against a brute-force reference."""
 
-import itertools
-
 import pytest
 import torch
 
