@@ -1,0 +1,274 @@
+"""Figures of a track run: kernel velocity, distance from initialisation and test accuracy vs time.
+
+``python -m dynamics.figures RUN_DIR [--out DIR]`` reads ``RUN_DIR/dynamics.csv`` (and
+``synthesis.csv`` when present) written by :mod:`dynamics.track` and writes, as PDF and PNG
+(Agg backend, sized for a 3.3-inch column, fonts ≥ 7 pt), into ``DIR`` (default
+``figures/<run dir name>/``; ``python -m dynamics.track`` writes ``RUN_DIR/figures/``):
+
+- ``kernel_velocity``: v(t) = S(K_t, K_t') / (t' − t) per method, log y, time axis linear up to
+  1 epoch then logarithmic (symlog, so the first pair at t = 0 is shown);
+- ``distance_from_init``: S(K_0, K_t) per method;
+- ``test_accuracy``: test accuracy at the tracked times (on the test set named in config.json);
+- ``dynamics``: the three side by side (two-column width);
+- ``synthesis_velocity``: the same velocity in the condensation inner loop (if recorded).
+
+Lines are the mean over seeds; bands are ± one standard deviation over seeds (drawn only with
+≥ 2 seeds, which the title says). A dotted vertical line marks the learning-rate drop (×0.1) of the
+training protocol.
+
+Example::
+
+    python -m dynamics.figures runs/fashion-mnist               # -> figures/fashion-mnist/*.pdf|png
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import math
+import sys
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from condense.artifacts import atomic_write_bytes
+from condense.errors import CondenseError
+
+__all__ = ["make_figures", "read_csv", "aggregate", "METHOD_STYLE", "main"]
+
+COLUMN_WIDTH = 3.3  # inches
+#: colour and display name of each method, in plotting order.
+METHOD_STYLE: dict[str, tuple[str, str]] = {
+    "random": ("#7f7f7f", "random"),
+    "dc": ("#1f77b4", "DC"),
+    "dsa": ("#17becf", "DSA"),
+    "dcc": ("#d62728", "DCC"),
+    "dsac": ("#ff7f0e", "DSAC"),
+    "real": ("#2ca02c", "real"),
+}
+
+
+def read_csv(path: str | Path) -> list[dict[str, Any]]:
+    """Rows of a CSV with numbers parsed (empty cells → NaN)."""
+    rows = []
+    with open(path, newline="") as handle:
+        for row in csv.DictReader(handle):
+            parsed: dict[str, Any] = {}
+            for key, text in row.items():
+                if key in ("method", "time_unit"):
+                    parsed[key] = text
+                else:
+                    try:
+                        parsed[key] = float(text) if text != "" else math.nan
+                    except ValueError:
+                        parsed[key] = text
+            rows.append(parsed)
+    return rows
+
+
+def aggregate(rows: list[dict[str, Any]], value: str, *, group: str = "method") -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, int]]:
+    """``{method: (times, mean, std, seeds)}`` of ``value`` over seeds at each time (NaNs dropped)."""
+    by: dict[str, dict[float, list[float]]] = defaultdict(lambda: defaultdict(list))
+    seeds: dict[str, set] = defaultdict(set)
+    for row in rows:
+        v = row[value]
+        if isinstance(v, float) and math.isfinite(v):
+            by[row[group]][row["time"]].append(v)
+            seeds[row[group]].add(row.get("seed"))
+    result = {}
+    for key, per_time in by.items():
+        times = np.array(sorted(per_time))
+        values = [np.array(per_time[t]) for t in times]
+        result[key] = (times, np.array([v.mean() for v in values]), np.array([v.std() for v in values]), len(seeds[key]))
+    return result
+
+
+def _ordered(methods: Sequence[str]) -> list[str]:
+    known = [m for m in METHOD_STYLE if m in methods]
+    return known + sorted(m for m in methods if m not in METHOD_STYLE)
+
+
+def _label(method: str, config: dict[str, Any]) -> str:
+    name = METHOD_STYLE.get(method, ("", method))[1]
+    if method == "real" and config.get("real"):
+        text = str(config["real"])
+        digits = [w.strip("(") for w in text.split() if w.strip("(").isdigit()]
+        name += f" ({digits[0]} img)" if digits else ""
+    return name
+
+
+def _style() -> None:
+    import logging
+
+    import matplotlib
+
+    logging.getLogger("fontTools").setLevel(logging.ERROR)  # PDF font subsetting chatter
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    try:
+        import seaborn as sns
+
+        sns.set_theme(context="paper", style="ticks")
+    except ImportError:  # seaborn only styles the figures
+        pass
+    plt.rcParams.update({
+        "font.size": 7, "axes.labelsize": 7, "axes.titlesize": 7, "legend.fontsize": 6,
+        "xtick.labelsize": 6, "ytick.labelsize": 6, "lines.linewidth": 1.2, "pdf.fonttype": 42,
+        "savefig.dpi": 300, "axes.spines.top": False, "axes.spines.right": False,
+    })
+
+
+_PANELS = {
+    "kernel_velocity": ("velocity", "kernel velocity  S(K$_t$, K$_{t'}$)/(t'−t)", "log"),
+    "distance_from_init": ("distance_from_init", "distance from init  S(K$_0$, K$_t$)", "linear"),
+    "test_accuracy": ("test_accuracy", "test accuracy (%)", "linear"),
+}
+
+
+def _NullLocator() -> Any:  # noqa: N802 - a factory standing for matplotlib's class
+    from matplotlib.ticker import NullLocator
+
+    return NullLocator()
+
+
+def _draw(
+    ax: Any, data: dict[str, tuple], config: dict[str, Any], yscale: str, scale: float = 1.0,
+    time_unit: str = "epoch", linestyle: str = "-", suffix: str = "",
+) -> None:
+    for method in _ordered(list(data)):
+        times, mean, std, seeds = data[method]
+        colour = METHOD_STYLE.get(method, ("#000000", method))[0]
+        if yscale == "log":
+            keep = mean > 0
+            times, mean, std = times[keep], mean[keep], std[keep]
+        ax.plot(times, scale * mean, color=colour, label=_label(method, config) + suffix, marker="o", markersize=2, linestyle=linestyle)
+        if seeds >= 2:
+            low = scale * (mean - std)
+            if yscale == "log":
+                low = np.maximum(low, scale * mean * 1e-2)
+            ax.fill_between(times, low, scale * (mean + std), color=colour, alpha=0.2, linewidth=0)
+    ax.set_xscale("symlog", linthresh=1.0, linscale=0.5)
+    ax.set_yscale(yscale)
+    end = max((float(d[0].max()) for d in data.values() if len(d[0])), default=1.0)
+    ticks = [t for t in (0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000) if t <= end]
+    ax.set_xticks(ticks, [str(t) for t in ticks])
+    ax.xaxis.set_minor_locator(_NullLocator())
+    ax.set_xlim(0, end * 1.05)
+    ax.set_xlabel(f"training time ({time_unit}s)")
+
+
+def _mark_lr_decay(ax: Any, config: dict[str, Any]) -> None:
+    """A dotted line where the protocol's learning rate drops ×0.1: epochs after index E//2 + 1,
+    i.e. from time E//2 + 2 on (time = epochs finished)."""
+    epochs = config.get("preset", {}).get("epochs")
+    if isinstance(epochs, int):
+        ax.axvline(epochs // 2 + 2, color="0.6", linestyle=":", linewidth=0.8, zorder=0)
+
+
+def _save(fig: Any, out: Path, stem: str, formats: Sequence[str]) -> list[Path]:
+    written = []
+    for fmt in formats:
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format=fmt, bbox_inches="tight")
+        path = out / f"{stem}.{fmt}"
+        atomic_write_bytes(path, buffer.getvalue())
+        written.append(path)
+    return written
+
+
+def _caption(rows: list[dict[str, Any]], config: dict[str, Any]) -> str:
+    seeds = sorted({int(r["seed"]) for r in rows if isinstance(r.get("seed"), float) and math.isfinite(r["seed"])})
+    band = "mean ± std over seeds" if len(seeds) >= 2 else "one seed"
+    preset = config.get("preset", {})
+    probe = config.get("probe", {})
+    parts = [preset.get("dataset", ""), f"ipc {preset['ipc']}" if "ipc" in preset else "",
+             f"probe {probe['size']} imgs" if "size" in probe else "", f"{preset.get('kernel_mode', 'trace')} NTK", band]
+    return ", ".join(p for p in parts if p)
+
+
+def make_figures(run_dir: str | Path, out: str | Path | None = None, *, formats: Sequence[str] = ("pdf", "png")) -> list[Path]:
+    """Draw the figures of ``run_dir`` into ``out`` (default ``figures/<run_dir name>``); return the paths.
+
+    Raises :class:`~condense.errors.CondenseError` when ``run_dir`` has no ``dynamics.csv``.
+    """
+    run_dir = Path(run_dir)
+    csv_path = run_dir / "dynamics.csv"
+    if not csv_path.exists():
+        raise CondenseError(f"{run_dir} has no dynamics.csv; run `python -m dynamics.track` first")
+    out = Path(out) if out is not None else Path("figures") / run_dir.resolve().name
+    out.mkdir(parents=True, exist_ok=True)
+    config = json.loads((run_dir / "config.json").read_text()) if (run_dir / "config.json").exists() else {}
+    rows = read_csv(csv_path)
+    if not rows:
+        raise CondenseError(f"{csv_path} has no rows yet (no finished unit)")
+    time_unit = rows[0].get("time_unit", "epoch")
+    caption = _caption(rows, config)
+    _style()
+    import matplotlib.pyplot as plt
+
+    written: list[Path] = []
+    for stem, (column, ylabel, yscale) in _PANELS.items():
+        fig, ax = plt.subplots(figsize=(COLUMN_WIDTH, 2.3))
+        scale = 100.0 if column == "test_accuracy" else 1.0
+        _draw(ax, aggregate(rows, column), config, yscale, scale, time_unit)
+        _mark_lr_decay(ax, config)
+        ax.set_ylabel(ylabel)
+        ax.set_title(caption, fontsize=6)
+        ax.legend(frameon=False, loc="best")
+        written += _save(fig, out, stem, formats)
+        plt.close(fig)
+
+    fig, axes = plt.subplots(1, 3, figsize=(3 * COLUMN_WIDTH * 0.75, 2.2))
+    for ax, (stem, (column, ylabel, yscale)) in zip(axes, _PANELS.items()):
+        _draw(ax, aggregate(rows, column), config, yscale, 100.0 if column == "test_accuracy" else 1.0, time_unit)
+        _mark_lr_decay(ax, config)
+        ax.set_ylabel(ylabel)
+    axes[0].legend(frameon=False, loc="best")
+    fig.suptitle(caption, fontsize=7)
+    fig.tight_layout()
+    written += _save(fig, out, "dynamics", formats)
+    plt.close(fig)
+
+    synthesis_path = run_dir / "synthesis.csv"
+    if synthesis_path.exists():
+        srows = read_csv(synthesis_path)
+        if srows:
+            fig, ax = plt.subplots(figsize=(COLUMN_WIDTH, 2.3))
+            iterations = sorted({int(r["iteration"]) for r in srows if math.isfinite(r["iteration"])})
+            for it in iterations:  # the last tracked iteration solid, earlier ones dashed
+                last = it == iterations[-1]
+                data = aggregate([r for r in srows if r["iteration"] == it], "velocity")
+                _draw(ax, data, config, "log", 1.0, "inner epoch", "-" if last else "--", f" (it {it})" if len(iterations) > 1 else "")
+            ax.set_ylabel("kernel velocity (inner loop)")
+            ax.set_title(f"condensation inner loop (θ trained on S), iteration {', '.join(map(str, iterations))}\n{caption}", fontsize=6)
+            ax.legend(frameon=False, loc="best")
+            written += _save(fig, out, "synthesis_velocity", formats)
+            plt.close(fig)
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m dynamics.figures", description="Draw the figures of a dynamics.track run.")
+    parser.add_argument("run_dir", help="a run directory written by python -m dynamics.track (holds dynamics.csv)")
+    parser.add_argument("--out", default=None, help="output directory (default figures/<run dir name>)")
+    parser.add_argument("--formats", default="pdf,png", help="comma-separated file formats")
+    args = parser.parse_args(argv)
+    try:
+        written = make_figures(args.run_dir, args.out, formats=[f for f in args.formats.split(",") if f])
+    except CondenseError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for path in written:
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

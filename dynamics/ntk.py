@@ -1,0 +1,621 @@
+"""Empirical neural tangent kernel (NTK) of any ``nn.Module`` classifier.
+
+Purpose: measure how a network's function-space geometry moves during training (kernel velocity,
+:mod:`dynamics.velocity`). The empirical NTK of a network ``f_θ`` at parameters ``θ`` is
+(Jacot, Gabriel & Hongler, NeurIPS 2018; used to track training dynamics by Fort et al.,
+NeurIPS 2020, "Deep learning versus kernel learning")::
+
+    K(x1, x2)[n, m, o, p] = Σ_θ ∂f_o(x1_n)/∂θ · ∂f_p(x2_m)/∂θ        (sum over trainable params)
+                          = (J1 J2ᵀ)[(n, o), (m, p)],   J: (N·O, P) per-example, per-logit Jacobian
+
+with ``N1, N2`` examples, ``O`` logits and ``P`` trainable parameters. Three reductions over the
+logit pair ``(o, p)`` are returned, always named by ``mode``:
+
+    mode='full'      K                    (N1, N2, O, O)
+    mode='trace'     Σ_o K[n, m, o, o]    (N1, N2)        (default; what Fort et al. track)
+    mode='diagonal'  K[n, m, o, o]        (N1, N2, O)
+
+Implementations (:class:`NTKImplementation`) differ in speed and memory, never in the result;
+every one is tested against an explicit autograd Jacobian. The default (``AUTO``) picks the
+fastest measured on the device: per-layer per-example gradients on a CPU (see "Empirical NTK"
+in ``docs/benchmarks.md``), ``vmap(jacrev)`` Jacobian contraction elsewhere.
+
+Memory. The Jacobian-based implementations hold two Jacobian tiles of
+``tile · O · P · 4`` bytes (float32) at once, plus the output kernel
+(``N1 · N2 · 4`` bytes for ``trace``; ``· O`` for ``diagonal``; ``· O²`` for ``full``). For the
+default ConvNet (P ≈ 320k, O = 10) one 100-example tile is 100·10·320k·4 B ≈ 1.3 GB, so a
+1000-image probe with ``tile_size=100`` needs ≈ 2.6 GB instead of the 13 GB of one untiled
+Jacobian. Tiling costs recomputation: with ``T`` tiles per side, ``T + (T−1)(T−2)/2`` tile
+Jacobians are evaluated for ``x2=None`` (46 instead of 10 for T = 10), and ``T1·T2 + 1`` for
+``T1`` tiles of x1 and ``T2`` of x2 (snake order reuses one x2 tile between rows).
+
+Batch statistics: in train mode BatchNorm normalises with the statistics of the batch, so one
+example's logits depend on the others and the per-example NTK is undefined. Every implementation
+refuses such a model with a ``ValueError`` instead of silently changing its mode.
+
+Example::
+
+    >>> import torch
+    >>> from torch import nn
+    >>> from dynamics.ntk import empirical_ntk
+    >>> _ = torch.manual_seed(0)
+    >>> net = nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 3))
+    >>> x = torch.randn(5, 1, 4, 4)
+    >>> empirical_ntk(net, x).shape                      # trace over logits, x2 = x1
+    torch.Size([5, 5])
+    >>> empirical_ntk(net, x, x[:2], mode="full").shape
+    torch.Size([5, 2, 3, 3])
+    >>> k1 = empirical_ntk(net, x, mode="diagonal", implementation="jacobian_contraction")
+    >>> k2 = empirical_ntk(net, x, mode="diagonal", implementation="ntk_vector_products", tile_size=2)
+    >>> bool(torch.allclose(k1, k2, rtol=1e-4, atol=1e-5))
+    True
+"""
+
+from __future__ import annotations
+
+import enum
+import warnings
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.func import functional_call, jacrev, jvp, vjp, vmap
+from torch.nn.modules.batchnorm import _BatchNorm
+from torch.nn.modules.instancenorm import _InstanceNorm
+
+__all__ = ["NTKImplementation", "NTKMode", "empirical_ntk", "check_per_example", "MODES"]
+
+NTKMode = Literal["full", "trace", "diagonal"]
+MODES: tuple[str, ...] = ("full", "trace", "diagonal")
+
+
+class NTKImplementation(str, enum.Enum):
+    """How :func:`empirical_ntk` computes the kernel; each member says when it is fast.
+
+    Members are strings too, so ``implementation="layerwise_gradients"`` works.
+    """
+
+    def __new__(cls, value: str, doc: str) -> NTKImplementation:
+        obj = str.__new__(cls, value)
+        obj._value_ = value
+        obj.__doc__ = doc
+        return obj
+
+    AUTO = (
+        "auto",
+        "The fastest measured on the device: LAYERWISE_GRADIENTS on a CPU when every trainable "
+        "parameter lives in a supported layer (else PER_EXAMPLE_LOOP); JACOBIAN_CONTRACTION on "
+        "GPUs and other accelerators (vmap's reported strength; not measured in this project).",
+    )
+    JACOBIAN_CONTRACTION = (
+        "jacobian_contraction",
+        "vmap(jacrev) per-example Jacobians through functional_call, contracted per parameter "
+        "(the torch.func NTK tutorial's first method). Works for any module vmap supports; the "
+        "usual choice on GPUs. On a CPU vmap over convolutions is slow: 2-2.5x the loop for "
+        "the default ConvNet with one thread, with ~3x its memory.",
+    )
+    NTK_VECTOR_PRODUCTS = (
+        "ntk_vector_products",
+        "K = J1 J2ᵀ as jvp-of-vjp: per x1 example and logit one vjp, then one jvp over the x2 "
+        "batch (the tutorial's second method); never materialises J2. Cost per pair of "
+        "examples ∝ O × forward FLOPs, versus O·P (trace) or O²·P (full) for a Jacobian "
+        "contraction: it can pay off for full kernels with many logits on nets whose forward "
+        "costs about as many FLOPs as they have weights (MLPs). ConvNets reuse each weight at "
+        "every pixel, so here it is the slowest by far (~50-100x the loop). Memory ∝ "
+        "chunk_size·O·N2 activations: pass a small chunk_size. Needs forward-mode AD.",
+    )
+    LAYERWISE_GRADIENTS = (
+        "layerwise_gradients",
+        "One batched forward, then one batched backward per logit to the layer outputs only; "
+        "per-example weight gradients are formed per layer (unfolded conv inputs × "
+        "back-propagated signals; normalised activations × signals for norm layers). The CPU "
+        "default: as fast as the loop with one thread, faster with two, and far more robust "
+        "when other processes share the cores (few large ops). Supports Linear, Conv2d, "
+        "GroupNorm, LayerNorm, InstanceNorm and eval-mode BatchNorm holding all trainable "
+        "parameters, each called once per forward; anything else raises ValueError (and AUTO "
+        "falls back to PER_EXAMPLE_LOOP). Checked once per call against the batch gradient.",
+    )
+    PER_EXAMPLE_LOOP = (
+        "per_example_loop",
+        "A Python loop: one forward per example and one autograd.grad per logit. General (any "
+        "differentiable module); with one thread about as fast as LAYERWISE_GRADIENTS on a "
+        "CPU, but its many small ops stall badly when threads compete for the cores.",
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# checks
+
+
+def check_per_example(model: nn.Module) -> None:
+    """Raise ``ValueError`` if ``model`` couples the examples of a batch (BatchNorm statistics)."""
+    for name, module in model.named_modules():
+        if isinstance(module, _BatchNorm):
+            if module.training:
+                raise ValueError(
+                    f"put the model in eval mode: in train mode BatchNorm couples the examples of "
+                    f"a batch so the per-example NTK is undefined (module {name or type(module).__name__!r})"
+                )
+            if module.running_mean is None:
+                raise ValueError(
+                    f"BatchNorm module {name or type(module).__name__!r} has no running statistics "
+                    f"(track_running_stats=False), so even in eval mode it normalises with batch "
+                    f"statistics and the per-example NTK is undefined"
+                )
+
+
+def _trainable(model: nn.Module) -> list[tuple[str, Tensor]]:
+    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("the model has no trainable parameters (requires_grad=True); the NTK is zero")
+    return params
+
+
+# --------------------------------------------------------------------------------------------
+# contraction of Jacobian tiles
+
+
+def _contract(j1: list[Tensor], j2: list[Tensor], mode: str) -> Tensor:
+    """Σ over parameter blocks of ``(O, n, P_k)`` × ``(O, m, P_k)`` reduced by ``mode``."""
+    acc: Tensor | None = None
+    for a, b in zip(j1, j2):
+        n_out, n, m = a.shape[0], a.shape[1], b.shape[1]
+        if mode == "full":
+            # (O·n, P_k) @ (P_k, O·m) -> (O, n, O, m), indexed [o, n, p, m]
+            k = (a.reshape(n_out * n, -1) @ b.reshape(n_out * m, -1).T).view(n_out, n, n_out, m)
+        else:
+            k = torch.bmm(a, b.transpose(1, 2))  # (O, n, m): K[n, m, o, o] for each o
+        acc = k if acc is None else acc.add_(k)
+    assert acc is not None
+    if mode == "full":
+        return acc.permute(1, 3, 0, 2)  # (n, m, O, O)
+    if mode == "trace":
+        return acc.sum(0)  # (n, m)
+    return acc.permute(1, 2, 0)  # (n, m, O)
+
+
+def _transpose_block(block: Tensor, mode: str) -> Tensor:
+    """K(x2, x1) from K(x1, x2): swap examples (and the logit pair in ``full`` mode)."""
+    if mode == "full":
+        return block.permute(1, 0, 3, 2)
+    if mode == "trace":
+        return block.T
+    return block.permute(1, 0, 2)
+
+
+def _tiles(n: int, tile: int) -> list[slice]:
+    return [slice(s, min(s + tile, n)) for s in range(0, n, tile)]
+
+
+def _tiled_kernel(
+    x1: Tensor,
+    x2: Tensor,
+    symmetric: bool,
+    tile_size: int,
+    mode: str,
+    out_shape: tuple[int, ...],
+    dtype: torch.dtype,
+    block: Callable[[tuple[int, slice], tuple[int, slice]], Tensor],
+) -> Tensor:
+    """Fill the kernel tile by tile; ``block((side, slice), (side, slice))`` returns one block.
+
+    Row tiles come from x1 (side 1) and column tiles from x2 (side 2, or side 1 when symmetric).
+    Symmetric: only blocks j ≥ i are computed, in descending j so the Jacobian cache is reused.
+    General: columns alternate direction between rows (snake order) for the same reason.
+    """
+    out = torch.empty(out_shape, dtype=dtype, device=x1.device)
+    rows = _tiles(x1.shape[0], tile_size)
+    cols = rows if symmetric else _tiles(x2.shape[0], tile_size)
+    for i, ri in enumerate(rows):
+        if symmetric:
+            order = range(len(cols) - 1, i - 1, -1)
+        else:
+            order = range(len(cols)) if i % 2 == 0 else range(len(cols) - 1, -1, -1)
+        for j in order:
+            cj = cols[j]
+            blk = block((1, ri), (1 if symmetric else 2, cj))
+            out[ri, cj] = blk
+            if symmetric and j != i:
+                out[cj, ri] = _transpose_block(blk, mode)
+    return out
+
+
+class _JacobianCache:
+    """Keeps the two most recently used Jacobian tiles (evicting before computing a new one)."""
+
+    def __init__(self, compute: Callable[[int, slice], list[Tensor]], capacity: int = 2) -> None:
+        self.compute = compute
+        self.capacity = capacity
+        self.store: OrderedDict[tuple[int, int, int], list[Tensor]] = OrderedDict()
+        self.evaluations = 0
+
+    def __call__(self, side: int, sl: slice) -> list[Tensor]:
+        key = (side, sl.start, sl.stop)
+        if key in self.store:
+            self.store.move_to_end(key)
+            return self.store[key]
+        while len(self.store) >= self.capacity:
+            self.store.popitem(last=False)
+        value = self.compute(side, sl)
+        self.evaluations += 1
+        self.store[key] = value
+        return value
+
+
+# --------------------------------------------------------------------------------------------
+# per-example Jacobians, each returned as a list of (O, n, P_k) blocks, one per trainable
+# parameter (any strides). Implementation 1: vmap(jacrev)
+
+
+def _functional(model: nn.Module) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    """(trainable params, constants = frozen params and buffers), detached, for functional_call."""
+    trainable = {n: p.detach() for n, p in _trainable(model)}
+    constants = {n: p.detach() for n, p in model.named_parameters() if n not in trainable}
+    constants.update(dict(model.named_buffers()))
+    return trainable, constants
+
+
+def _jacobian_vmap(model: nn.Module, x: Tensor, chunk_size: int | None) -> list[Tensor]:
+    params, constants = _functional(model)
+
+    def f(p: dict[str, Tensor], xn: Tensor) -> Tensor:  # one example -> (O,)
+        return functional_call(model, (p, constants), (xn.unsqueeze(0),)).reshape(-1)
+
+    jac = vmap(jacrev(f), (None, 0), chunk_size=chunk_size)(params, x)  # name -> (n, O, *shape)
+    n = x.shape[0]
+    return [jac[k].reshape(n, jac[k].shape[1], -1).transpose(0, 1) for k in params]
+
+
+# --------------------------------------------------------------------------------------------
+# Implementation 2: Python loop over examples and logits
+
+
+@torch.enable_grad()
+def _jacobian_loop(model: nn.Module, x: Tensor) -> list[Tensor]:
+    """One forward per example, one ``autograd.grad`` per logit."""
+    params = [p for _, p in _trainable(model)]
+    blocks: list[Tensor] = []
+    for i in range(x.shape[0]):
+        out = model(x[i : i + 1]).reshape(-1)  # (O,)
+        if not blocks:
+            blocks = [out.new_zeros(out.numel(), x.shape[0], p.numel()) for p in params]
+        for o in range(out.numel()):
+            grads = torch.autograd.grad(out[o], params, retain_graph=o + 1 < out.numel(), allow_unused=True)
+            for block, g in zip(blocks, grads):
+                if g is not None:
+                    block[o, i] = g.reshape(-1)
+    return blocks
+
+
+# --------------------------------------------------------------------------------------------
+# Implementation 3: per-layer per-example gradients from one batched backward per logit
+
+
+class _LayerwiseUnsupported(ValueError):
+    """The model cannot use LAYERWISE_GRADIENTS; the message says why."""
+
+
+LAYERWISE_CHUNK = 16  # default examples per batched backward (see docs/benchmarks.md)
+_NORMS = (nn.GroupNorm, nn.LayerNorm, _InstanceNorm, _BatchNorm)
+_SUPPORTED = (nn.Linear, nn.Conv2d) + _NORMS
+
+
+def _layerwise_plan(model: nn.Module) -> list[tuple[nn.Module, dict[str, Tensor]]]:
+    """[(module, {'weight'/'bias': trainable param})] or raise _LayerwiseUnsupported."""
+    trainable = _trainable(model)
+    plan: list[tuple[nn.Module, dict[str, Tensor]]] = []
+    seen: set[int] = set()
+    for mname, module in model.named_modules(remove_duplicate=False):
+        own = {k: p for k, p in module._parameters.items() if p is not None and p.requires_grad}
+        if not own:
+            continue
+        label = mname or type(module).__name__
+        if not isinstance(module, _SUPPORTED):
+            raise _LayerwiseUnsupported(
+                f"layerwise_gradients does not support {type(module).__name__} ({label!r}) holding trainable parameters"
+            )
+        if set(own) - {"weight", "bias"}:
+            raise _LayerwiseUnsupported(f"unexpected parameter names {sorted(own)} in {label!r}")
+        if any(id(p) in seen for p in own.values()):
+            raise _LayerwiseUnsupported(f"parameters of {label!r} are shared; use another implementation")
+        seen.update(id(p) for p in own.values())
+        plan.append((module, own))
+    if len(seen) != len(trainable):
+        raise _LayerwiseUnsupported("some trainable parameters are not owned by a module")
+    return plan
+
+
+def _layer_features(module: nn.Module, a: Tensor) -> Tensor:
+    """What the per-example weight gradient pairs with the output signal (see _write_layer_grads)."""
+    if isinstance(module, nn.Linear):
+        return a.reshape(a.shape[0], -1, a.shape[-1])  # (n, L, in)
+    if isinstance(module, nn.Conv2d):
+        # the conv's own padding (any mode, including 'same'), then patches: (n, L, C_in·kh·kw)
+        mode = "constant" if module.padding_mode == "zeros" else module.padding_mode
+        a = F.pad(a, module._reversed_padding_repeated_twice, mode=mode)
+        patches = F.unfold(a, module.kernel_size, dilation=module.dilation, stride=module.stride)
+        return patches.transpose(1, 2).contiguous()  # row-major (n, L, K): the faster bmm operand
+    if isinstance(module, nn.GroupNorm):  # normalised input x̂, same shape as the input
+        return F.group_norm(a, module.num_groups, eps=module.eps)
+    if isinstance(module, nn.LayerNorm):
+        return F.layer_norm(a, module.normalized_shape, eps=module.eps)
+    if isinstance(module, _InstanceNorm):
+        if module.training or not module.track_running_stats:
+            return F.instance_norm(a, eps=module.eps)
+        return F.instance_norm(a, module.running_mean, module.running_var, use_input_stats=False, eps=module.eps)
+    if isinstance(module, _BatchNorm):  # eval mode only (check_per_example)
+        return F.batch_norm(a, module.running_mean, module.running_var, training=False, eps=module.eps)
+    raise AssertionError(type(module))  # pragma: no cover
+
+
+def _write_layer_grads(module: nn.Module, feat: Tensor, delta: Tensor, out: dict[str, Tensor]) -> None:
+    """Write per-example gradients into ``out[name]: (n, numel)`` given ``delta = ∂f_o/∂output``.
+
+    Linear ``y = W a + b``: ∂f/∂W = Σ_l δ_l a_lᵀ. Conv: the same over the L output positions with
+    unfolded input patches. Affine norms ``y = γ x̂ + β``: ∂f/∂γ = Σ δ x̂, ∂f/∂β = Σ δ.
+    """
+    n = delta.shape[0]
+    if isinstance(module, (nn.Linear, nn.Conv2d)):
+        if isinstance(module, nn.Linear):
+            d = delta.reshape(n, -1, delta.shape[-1]).transpose(1, 2)  # (n, out, L)
+            g = 1
+        else:
+            g = module.groups
+            d = delta.reshape(n, delta.shape[1], -1)  # (n, C_out, L)
+        if "weight" in out:
+            w = out["weight"]
+            if g == 1:
+                torch.bmm(d, feat, out=w.view(n, d.shape[1], feat.shape[2]))  # (n, C_out, C_in·kh·kw)
+            else:
+                dg = d.reshape(n, g, -1, d.shape[-1])  # (n, G, C_out/G, L)
+                ug = feat.reshape(n, feat.shape[1], g, -1)  # (n, L, G, C_in/G·kh·kw)
+                w.copy_(torch.einsum("ngol,nlgk->ngok", dg, ug).reshape(n, -1))
+        if "bias" in out:
+            torch.sum(d, -1, out=out["bias"])
+        return
+    if isinstance(module, nn.LayerNorm):
+        lead = tuple(range(1, delta.dim() - len(module.normalized_shape)))  # dims summed over
+    else:
+        lead = tuple(range(2, delta.dim()))  # channel-wise affine: (n, C, *spatial)
+    if "weight" in out:
+        out["weight"].copy_(((delta * feat).sum(lead) if lead else delta * feat).reshape(n, -1))
+    if "bias" in out:
+        out["bias"].copy_((delta.sum(lead) if lead else delta).reshape(n, -1))
+
+
+@torch.enable_grad()
+def _jacobian_layerwise(model: nn.Module, x: Tensor, chunk_size: int | None, verify: bool = False) -> list[Tensor]:
+    """Per-layer per-example gradients (see LAYERWISE_GRADIENTS), ``chunk_size`` examples at a time."""
+    plan = _layerwise_plan(model)
+    params = [p for _, p in _trainable(model)]
+    n_all = x.shape[0]
+    blocks: dict[int, Tensor] = {}
+    clone = False  # clone the tapped outputs when the model modifies one in place
+    for sl in _tiles(n_all, chunk_size or LAYERWISE_CHUNK):
+        while True:
+            records: dict[int, tuple[Tensor, Tensor, int]] = {}
+
+            def hook(module: nn.Module, inputs: tuple, output: Tensor) -> Tensor | None:
+                if not inputs or not isinstance(inputs[0], Tensor) or not isinstance(output, Tensor):
+                    raise _LayerwiseUnsupported(f"{type(module).__name__} called without a positional tensor")
+                if id(module) in records:
+                    raise _LayerwiseUnsupported(f"{type(module).__name__} is called more than once per forward")
+                with torch.no_grad():  # features now, before any in-place op can change the input
+                    feat = _layer_features(module, inputs[0].detach())
+                records[id(module)] = (feat, output, output._version)
+                return output.clone() if clone else None
+
+            handles = [m.register_forward_hook(hook) for m, _ in plan]
+            try:
+                out = model(x[sl])
+            finally:
+                for h in handles:
+                    h.remove()
+            if clone or all(y._version == v for _, y, v in records.values()):
+                break
+            clone = True  # an output was modified in place: its gradient would be the wrong one
+        out = out.reshape(out.shape[0], -1)  # (n, O)
+        n_out = out.shape[1]
+        if not blocks:
+            blocks = {id(p): out.new_empty(n_out, n_all, p.numel()) for p in params}
+        used = [(m, own, records[id(m)]) for m, own in plan if id(m) in records]
+        for m, own in plan:
+            if id(m) not in records:  # layer not on the path: zero Jacobian
+                for p in own.values():
+                    blocks[id(p)][:, sl].zero_()
+        batch_grads = None
+        if verify:
+            batch_grads = torch.autograd.grad(out[:, 0].sum(), params, retain_graph=True, allow_unused=True)
+        for o in range(n_out):
+            deltas = torch.autograd.grad(
+                out[:, o].sum(), [y for *_, (_, y, _) in used], retain_graph=o + 1 < n_out, allow_unused=True
+            )
+            for (module, own, (feat, _, _)), delta in zip(used, deltas):
+                targets = {k: blocks[id(p)][o, sl] for k, p in own.items()}
+                if delta is None:
+                    for t in targets.values():
+                        t.zero_()
+                else:
+                    _write_layer_grads(module, feat, delta, targets)
+        if batch_grads is not None:
+            _verify_layerwise(params, batch_grads, [blocks[id(p)][0, sl] for p in params])
+            verify = False
+    return [blocks[id(p)] for p in params]
+
+
+def _verify_layerwise(params: list[Tensor], batch_grads: tuple, per_example: list[Tensor]) -> None:
+    """Σ_n of the per-example gradients of logit 0 must equal the batch gradient (catches
+    parameters used outside their module's forward, e.g. tied weights)."""
+    errors, scale = [], 1e-12
+    for p, g, pe in zip(params, batch_grads, per_example):
+        ref = torch.zeros(p.numel(), dtype=pe.dtype, device=pe.device) if g is None else g.reshape(-1)
+        errors.append((pe.sum(0) - ref).abs().max().item())
+        scale = max(scale, ref.abs().max().item(), pe.abs().max().item())
+    if max(errors) > 1e-4 * scale:
+        raise _LayerwiseUnsupported(
+            "per-layer gradients do not add up to the batch gradient (a parameter used outside its "
+            "module's forward?); use implementation='per_example_loop'"
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Implementation 4: NTK-vector products
+
+
+def _ntk_vp_block(model: nn.Module, x1: Tensor, x2: Tensor, mode: str, chunk_size: int | None) -> Tensor:
+    """K(x1, x2) as jvp-of-vjp, never forming the Jacobian of x2."""
+    params, constants = _functional(model)
+
+    def f1(p: dict[str, Tensor], xn: Tensor) -> Tensor:  # one example -> (O,)
+        return functional_call(model, (p, constants), (xn.unsqueeze(0),)).reshape(-1)
+
+    def f2(p: dict[str, Tensor]) -> Tensor:
+        # the whole x2 batch in one call: examples are independent (check_per_example)
+        return functional_call(model, (p, constants), (x2,)).reshape(x2.shape[0], -1)  # (N2, O)
+
+    def row(x1n: Tensor) -> Tensor:
+        out, vjp_fn = vjp(lambda p: f1(p, x1n), params)  # out: (O,)
+
+        def column(vec: Tensor) -> Tensor:
+            (g,) = vjp_fn(vec)  # vecᵀ J(x1_n): one parameter-shaped tangent
+            _, t = jvp(f2, (params,), (g,))  # J(x2) g: (N2, O)
+            return t
+
+        basis = torch.eye(out.numel(), dtype=out.dtype, device=out.device)
+        return vmap(column)(basis)  # (O, N2, O) indexed [o, m, p]
+
+    res = vmap(row, chunk_size=chunk_size)(x1)  # (N1, O, N2, O)
+    k = res.permute(0, 2, 1, 3)  # (N1, N2, O, O) = K[n, m, o, p]
+    if mode == "full":
+        return k.contiguous()
+    diag = torch.diagonal(k, dim1=2, dim2=3)  # (N1, N2, O)
+    return diag.sum(-1) if mode == "trace" else diag.contiguous()
+
+
+# --------------------------------------------------------------------------------------------
+# public entry point
+
+
+def _member(implementation: NTKImplementation | str) -> NTKImplementation:
+    if isinstance(implementation, NTKImplementation):
+        return implementation
+    try:
+        return NTKImplementation(str(implementation).lower())
+    except ValueError:
+        names = ", ".join(m.value for m in NTKImplementation)
+        raise ValueError(f"unknown NTK implementation {implementation!r}; choose from {names}") from None
+
+
+def _resolve(implementation: NTKImplementation | str, model: nn.Module, device: torch.device) -> NTKImplementation:
+    """The member named by ``implementation``, with AUTO replaced by the device's fastest."""
+    impl = _member(implementation)
+    if impl is not NTKImplementation.AUTO:
+        return impl
+    if device.type != "cpu":
+        return NTKImplementation.JACOBIAN_CONTRACTION
+    try:
+        _layerwise_plan(model)
+    except _LayerwiseUnsupported:
+        return NTKImplementation.PER_EXAMPLE_LOOP
+    return NTKImplementation.LAYERWISE_GRADIENTS
+
+
+def empirical_ntk(
+    model: nn.Module,
+    x1: Tensor,
+    x2: Tensor | None = None,
+    *,
+    mode: NTKMode = "trace",
+    implementation: NTKImplementation | str = NTKImplementation.AUTO,
+    chunk_size: int | None = None,
+    tile_size: int | None = None,
+) -> Tensor:
+    """Empirical NTK of ``model`` between ``x1`` and ``x2`` over all trainable parameters.
+
+    Args:
+        model: any classifier ``(N, *input) -> (N, O)`` (trailing output dims are flattened).
+            Evaluated as it is: BatchNorm must be in eval mode (else ``ValueError``); dropout in
+            train mode would make the kernel random, so call ``model.eval()`` first.
+        x1: ``(N1, *input)`` inputs, e.g. ``(N, C, H, W) float32, normalised``.
+        x2: ``(N2, *input)`` or ``None`` for ``x2 = x1`` (then only blocks on and above the
+            diagonal are computed and the rest mirrored).
+        mode: ``'full'`` → ``(N1, N2, O, O)``; ``'trace'`` → ``(N1, N2)`` = Σ_o K[n, m, o, o];
+            ``'diagonal'`` → ``(N1, N2, O)`` = K[n, m, o, o].
+        implementation: an :class:`NTKImplementation` or its value; ``'auto'`` picks the
+            fastest on the device.
+        chunk_size: examples per vmap call (JACOBIAN_CONTRACTION, NTK_VECTOR_PRODUCTS) or per
+            batched forward/backward (LAYERWISE_GRADIENTS); bounds intermediate memory.
+            ``None``: the whole tile at once, except LAYERWISE_GRADIENTS, which defaults to
+            16 examples (as fast as larger chunks on the CPU, and less memory). Ignored by
+            PER_EXAMPLE_LOOP.
+        tile_size: examples per block of ``x1 × x2``. Jacobian-based implementations hold two
+            tiles of ``tile_size · O · P · 4`` bytes (float32) at once. ``None``: no tiling.
+
+    Returns:
+        The kernel on ``x1``'s device, in the model's output dtype.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    for name, value in (("chunk_size", chunk_size), ("tile_size", tile_size)):
+        if value is not None and (not isinstance(value, int) or value < 1):
+            raise ValueError(f"{name} must be a positive int or None, got {value!r}")
+    symmetric = x2 is None or x2 is x1
+    x2 = x1 if x2 is None else x2
+    if x1.shape[1:] != x2.shape[1:]:
+        raise ValueError(f"x1 and x2 must have the same example shape, got {tuple(x1.shape[1:])} and {tuple(x2.shape[1:])}")
+    if x1.shape[0] == 0 or x2.shape[0] == 0:
+        raise ValueError("x1 and x2 must hold at least one example each")
+    check_per_example(model)
+    _trainable(model)
+    impl = _resolve(implementation, model, x1.device)
+    auto = _member(implementation) is NTKImplementation.AUTO
+
+    with torch.no_grad():
+        probe = model(x1[:1]).reshape(1, -1)
+    n_out, dtype = probe.shape[1], probe.dtype
+    n1, n2 = x1.shape[0], x2.shape[0]
+    shape = {"full": (n1, n2, n_out, n_out), "trace": (n1, n2), "diagonal": (n1, n2, n_out)}[mode]
+    tile = tile_size or max(n1, n2)
+    xs = {1: x1, 2: x2}
+
+    if impl is NTKImplementation.NTK_VECTOR_PRODUCTS:
+
+        def block(a: tuple[int, slice], b: tuple[int, slice]) -> Tensor:
+            return _ntk_vp_block(model, xs[a[0]][a[1]], xs[b[0]][b[1]], mode, chunk_size)
+
+        return _tiled_kernel(x1, x2, symmetric, tile, mode, shape, dtype, block)
+
+    def jacobian(side: int, sl: slice, verify: bool = False) -> list[Tensor]:
+        x = xs[side][sl]
+        if impl is NTKImplementation.JACOBIAN_CONTRACTION:
+            return _jacobian_vmap(model, x, chunk_size)
+        if impl is NTKImplementation.PER_EXAMPLE_LOOP:
+            return _jacobian_loop(model, x)
+        return _jacobian_layerwise(model, x, chunk_size, verify=verify)
+
+    if impl is NTKImplementation.LAYERWISE_GRADIENTS:
+        try:
+            _layerwise_plan(model)
+        except _LayerwiseUnsupported as err:
+            raise ValueError(str(err)) from None
+        # verify once, on two examples, that per-layer gradients add up to the batch gradient
+        try:
+            jacobian(1, slice(0, min(2, n1)), verify=True)
+        except _LayerwiseUnsupported as err:
+            if not auto:
+                raise ValueError(str(err)) from None
+            warnings.warn(f"{err}; falling back to per_example_loop", RuntimeWarning, stacklevel=2)
+            impl = NTKImplementation.PER_EXAMPLE_LOOP
+
+    cache = _JacobianCache(jacobian)
+
+    def jblock(a: tuple[int, slice], b: tuple[int, slice]) -> Tensor:
+        ja = cache(*a)
+        jb = ja if a == b else cache(*b)
+        return _contract(ja, jb, mode)
+
+    with torch.no_grad():
+        return _tiled_kernel(x1, x2, symmetric, tile, mode, shape, dtype, jblock)

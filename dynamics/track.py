@@ -1,0 +1,545 @@
+"""``python -m dynamics.track --run <preset>``: kernel velocity of networks trained on condensed sets.
+
+Purpose: test the DCC paper's claim (PAPER.md §7) that networks trained on DCC data move their
+empirical NTK more like real-data training than networks trained on DC data. For every
+(method, seed) *unit* of a :class:`~dynamics.presets.TrackPreset`:
+
+1. get the training set: a condensed set (reused from ``<out>/sets/<method>-seed<S>/`` or from
+   ``--reuse-study DIR`` when a finished set with the same condensation config exists, else
+   condensed there, with the inner loop of the chosen iterations tracked too), the random
+   subset (``ipc`` real images per class), or ``real`` (the whole training set or a
+   class-balanced subset of ``real_images`` images);
+2. train a fresh network on it by the evaluation protocol (PAPER.md §5, ``epochs`` = E; the
+   initialisation is shared by all methods of a seed) while a
+   :class:`~dynamics.tracking.KernelTracker` records the trace NTK on a fixed class-balanced
+   probe of held-out test images, and the test accuracy on a fixed test subset, at the
+   scheduled epochs (time 0 = initialisation, time e = after e epochs);
+3. write ``<out>/kernels/<method>-seed<S>.pt`` atomically: the unit is done.
+
+A rerun skips finished units (and resumes an interrupted condensation from its checkpoint), so
+Ctrl-C or a kill leaves a resumable run. What ``<out>`` (default ``runs/<preset>``) holds::
+
+    config.json               the resolved preset, the probe, the condensation configs, set sizes
+    sets/<method>-seed<S>/    condensation run directories (+ synthesis_kernels.pt)
+    kernels/<method>-seed<S>.pt   a KernelRecorder per unit (kernels, times, losses, accuracies)
+    dynamics.csv              method, seed, time, time_unit, distance_from_init, velocity,
+                              train_loss, test_accuracy, steps  (one row per recorded time)
+    synthesis.csv             the same for the condensation inner loop (per iteration)
+    summary.md                training set, final accuracy and time of every unit
+    figures/                  PDF + PNG (see :mod:`dynamics.figures`)
+
+``velocity`` of the row at ``t_i`` is ``S(K_{t_i}, K_{t_{i+1}}) / (t_{i+1} − t_i)`` (empty in
+the last row); ``distance_from_init`` is ``S(K_0, K_t)``.
+
+Example::
+
+    python -m dynamics.track --list
+    python -m dynamics.track --run fashion-mnist --threads 2 --reuse-study runs/study-fashion-mnist
+    python -m dynamics.track --run smoke --out /tmp/smoke --seeds 0,1,2 --set epochs=8
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import logging
+import math
+import sys
+import time
+import typing
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from condense.artifacts import SyntheticSet, atomic_write_bytes, atomic_write_json
+from condense.config import CondenseConfig, EvaluationConfig
+from condense.data import ImageDataset, load_dataset
+from condense.errors import CondenseError, ConfigError
+from condense.hooks import Callback
+from dynamics.presets import CONDENSED_METHODS, TRACK_PRESETS, TrackPreset, get_track_preset
+from dynamics.tracking import KernelRecorder, KernelTracker, ProbeSet, make_probe, parse_schedule
+
+log = logging.getLogger("dynamics.track")
+
+__all__ = ["Unit", "condense_config", "training_times", "real_training_set", "run_track", "write_tables", "main", "CSV_COLUMNS"]
+
+CSV_COLUMNS: tuple[str, ...] = (
+    "method", "seed", "time", "time_unit", "distance_from_init", "velocity", "train_loss", "test_accuracy", "steps",
+)
+SYNTHESIS_COLUMNS: tuple[str, ...] = (
+    "method", "seed", "iteration", "time", "time_unit", "distance_from_init", "velocity",
+)
+# Fields of a condensation config that do not change the synthetic images (only when it is evaluated/checkpointed).
+_NOT_IMAGE_FIELDS = ("evaluation", "eval_at", "checkpoint_every")
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One tracked training run: a method's training set for one seed."""
+
+    method: str
+    seed: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.method}-seed{self.seed}"
+
+
+# --------------------------------------------------------------------------------------------
+# training sets
+
+
+def condense_config(preset: TrackPreset, method: str, seed: int) -> CondenseConfig:
+    """The condensation config of ``method`` for ``seed``: preset ``<prefix><dataset>-ipc<N>-<method>``
+    (Fashion-MNIST's when the dataset has none, as in ``condense study``) with ``condense_set``."""
+    from condense.__main__ import parse_overrides
+    from condense.study import Cell, cell_config
+
+    return cell_config(preset.condense_prefix, preset.dataset, Cell(method, preset.ipc, seed), parse_overrides(list(preset.condense_set)))
+
+
+def _image_fields(config: dict[str, Any] | CondenseConfig) -> dict[str, Any]:
+    data = config.to_dict() if isinstance(config, CondenseConfig) else CondenseConfig.from_dict(config).to_dict()
+    return {k: v for k, v in data.items() if k not in _NOT_IMAGE_FIELDS}
+
+
+def _finished_set(run_dir: Path, config: CondenseConfig) -> tuple[SyntheticSet | None, str]:
+    """The synthetic set in ``run_dir`` if it is finished and made with ``config`` (else None and why not)."""
+    if not (run_dir / "DONE").exists() or not (run_dir / "synthetic.pt").exists():
+        return None, "not finished"
+    synthetic = SyntheticSet.load(run_dir / "synthetic.pt")
+    try:
+        same = _image_fields(synthetic.config) == _image_fields(config)
+    except (CondenseError, TypeError):
+        same = False
+    if not same or synthetic.iteration != config.iterations:
+        return None, "made with a different condensation config"
+    return synthetic, "finished"
+
+
+def real_training_set(dataset: ImageDataset, size: int | None, seed: int) -> SyntheticSet:
+    """The ``real`` method's training set: the whole training set (``size=None`` or ≥ its size) or
+    ``size // classes`` random images per class (seeded by ``(seed, 'real-subset')``)."""
+    from condense.baselines import subset_as_synthetic_set
+    from condense.runtime import derive_generator
+    from dynamics.velocity import class_balanced_probe
+
+    n = len(dataset.train_labels)
+    if size is None or size >= n:
+        indices = torch.arange(n)
+        per_class = int(torch.bincount(dataset.train_labels).min())
+    else:
+        per_class = size // dataset.num_classes
+        if per_class < 1:
+            raise ConfigError(f"real_images={size} gives no image per class for {dataset.num_classes} classes")
+        try:
+            indices = class_balanced_probe(dataset.train_labels, per_class, derive_generator(seed, "real-subset"))
+        except ValueError as err:
+            raise ConfigError(f"real_images={size}: {err}") from None
+    return subset_as_synthetic_set(dataset, indices, "real", per_class, seed)
+
+
+def _real_label(preset: TrackPreset, dataset: ImageDataset) -> str:
+    n = len(dataset.train_labels)
+    if preset.real_images is None or preset.real_images >= n:
+        return f"whole training set ({n} images)"
+    return f"class-balanced random subset of {preset.real_images // dataset.num_classes * dataset.num_classes} of the {n} training images"
+
+
+class _SynthesisSaver(Callback):
+    """Saves the synthesis tracker's recorder after every tracked condensation iteration."""
+
+    def __init__(self, tracker: KernelTracker, path: Path):
+        self.tracker, self.path = tracker, path
+
+    def on_synthesis_iteration_end(self, *, iteration: int, loss: float) -> None:
+        if iteration - 1 in self.tracker.synthesis_iterations:  # ``iteration`` counts finished ones
+            self.tracker.recorder.save(self.path)
+
+
+def _condensed_set(
+    preset: TrackPreset, unit: Unit, dataset: ImageDataset, out: Path, probe: ProbeSet, *,
+    reuse_study: Path | None, device: torch.device, progress: bool,
+) -> tuple[SyntheticSet, str]:
+    from condense.synthesis import condense_dataset
+
+    config = condense_config(preset, unit.method, unit.seed)
+    own = out / "sets" / unit.name
+    synthetic, why = _finished_set(own, config)
+    if synthetic is not None:
+        log.info("%s: reusing the synthetic set in %s", unit.name, own)
+        return synthetic, str(own)
+    if reuse_study is not None:
+        candidate = reuse_study / f"{unit.method}-ipc{preset.ipc}-seed{unit.seed}"
+        synthetic, why = _finished_set(candidate, config)
+        if synthetic is not None:
+            log.info("%s: reusing the synthetic set of study %s", unit.name, candidate)
+            return synthetic, str(candidate)
+        log.info("%s: not reusing %s (%s)", unit.name, candidate, why)
+    iterations = {i if i >= 0 else config.iterations + i for i in preset.synthesis_iterations}
+    inner_end = config.epochs_between_steps * (config.steps - 1)
+    path = own / "synthesis_kernels.pt"
+    recorder = KernelRecorder.load(path) if path.exists() else None
+    tracker = KernelTracker(
+        probe, mode=preset.kernel_mode, synthesis_iterations={i for i in iterations if 0 <= i < config.iterations},
+        synthesis_epochs=parse_schedule(preset.synthesis_schedule, inner_end) if inner_end else (), recorder=recorder,
+        metadata_extra={"network": config.network, "method": unit.method, "seed": unit.seed, "phase": "synthesis"},
+    )
+    tracker.recorder.info.update(method=unit.method, seed=unit.seed, inner_epochs=inner_end)
+    log.info("%s: condensing (%s, %d iterations) into %s", unit.name, config.method, config.iterations, own)
+    synthetic = condense_dataset(
+        config, dataset, own, device=device, resume=True, callbacks=[tracker, _SynthesisSaver(tracker, path)],
+        progress=progress, evaluate=False,
+    )
+    if len(tracker.recorder):
+        tracker.recorder.save(path)
+    return synthetic, str(own)
+
+
+def _training_set(
+    preset: TrackPreset, unit: Unit, dataset: ImageDataset, out: Path, probe: ProbeSet, *,
+    reuse_study: Path | None, device: torch.device, progress: bool,
+) -> tuple[SyntheticSet, str]:
+    from condense.baselines import random_subset
+
+    if unit.method == "random":
+        return random_subset(dataset, preset.ipc, unit.seed), f"condense.baselines.random_subset(ipc={preset.ipc}, seed={unit.seed})"
+    if unit.method == "real":
+        return real_training_set(dataset, preset.real_images, unit.seed), _real_label(preset, dataset)
+    return _condensed_set(preset, unit, dataset, out, probe, reuse_study=reuse_study, device=device, progress=progress)
+
+
+def _augmentation(preset: TrackPreset, unit: Unit) -> str:
+    if preset.augmentation != "protocol":
+        return preset.augmentation
+    method = unit.method if unit.method in CONDENSED_METHODS else "dc"
+    protocol = condense_config(preset, method, unit.seed).evaluation_augmentation
+    return protocol if unit.method in CONDENSED_METHODS else ("dc" if protocol == "dc" else "none")
+
+
+def training_times(preset: TrackPreset) -> tuple[int, ...]:
+    """When the tracked networks are measured (epochs finished): the preset's schedule over
+    0 … E + 1 plus the time the protocol's learning rate drops (E//2 + 2), so that no velocity pair
+    straddles the drop."""
+    end = preset.epochs + 1
+    return tuple(sorted(set(parse_schedule(preset.schedule, end)) | {min(preset.epochs // 2 + 2, end)}))
+
+
+# --------------------------------------------------------------------------------------------
+# one unit
+
+
+class _EpochBar(Callback):
+    def __init__(self, bar: Any):
+        self.bar = bar
+
+    def on_training_epoch_end(self, *, tag: str, epoch: int, network: torch.nn.Module, train_loss: float) -> None:
+        self.bar.update(1)
+        self.bar.set_postfix(unit=tag, loss=f"{train_loss:.3f}")
+
+
+def _run_unit(
+    preset: TrackPreset, unit: Unit, dataset: ImageDataset, out: Path, probe: ProbeSet,
+    test_images: torch.Tensor, test_labels: torch.Tensor, *,
+    reuse_study: Path | None, device: torch.device, progress: bool, bar: Any,
+) -> None:
+    from condense.evaluation import train_and_test
+    from condense.networks import build_network
+    from condense.runtime import derive_generator, seeded_global_rng
+
+    started = time.perf_counter()
+    train_set, source = _training_set(preset, unit, dataset, out, probe, reuse_study=reuse_study, device=device, progress=progress)
+    images, labels = train_set.images.to(device), train_set.labels.to(device)
+    with seeded_global_rng(derive_generator(unit.seed, "track-network")):  # the same K_0 for every method of a seed
+        network = build_network(preset.network, dataset.channels, dataset.num_classes, dataset.image_size).to(device)
+    times = training_times(preset)
+    tracker = KernelTracker(
+        probe, mode=preset.kernel_mode, epochs=times, test_images=test_images, test_labels=test_labels,
+        metadata_extra={"network": preset.network, "method": unit.method, "seed": unit.seed, "phase": "training"},
+    )
+    trained_at = time.perf_counter()
+    tracker.record(network, run=unit.name, time=0)
+    config = EvaluationConfig(networks=(preset.network,), num_networks=1, epochs=preset.epochs, batch_size=preset.batch_size)
+    augmentation = _augmentation(preset, unit)
+    result = train_and_test(
+        network, images, labels, test_images, test_labels, config, augmentation=augmentation,
+        generator=derive_generator(unit.seed, "track-training", unit.method), callbacks=[tracker, _EpochBar(bar)], tag=unit.name,
+    )
+    tracker.recorder.info.update(
+        method=unit.method, seed=unit.seed, train_size=len(labels), train_source=source, augmentation=augmentation,
+        steps_per_epoch=math.ceil(len(labels) / preset.batch_size), final_test_accuracy=result.test_accuracy,
+        final_train_loss=result.train_loss, seconds_total=time.perf_counter() - started,
+        seconds_training=time.perf_counter() - trained_at,
+    )
+    path = out / "kernels" / f"{unit.name}.pt"
+    tracker.recorder.save(path)  # atomic: from now on the unit counts as finished
+    log.info(
+        "%s: %d images, %d kernels, test accuracy %.1f %% (%.0f s, of which training+tracking %.0f s)",
+        unit.name, len(labels), len(tracker.recorder), 100 * result.test_accuracy,
+        time.perf_counter() - started, time.perf_counter() - trained_at,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# tables
+
+
+def _fmt(value: Any) -> Any:
+    if isinstance(value, float):
+        return "" if math.isnan(value) else repr(value)
+    return value
+
+
+def _write_csv(path: Path, columns: Sequence[str], rows: list[dict[str, Any]]) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: _fmt(row.get(k, "")) for k in columns})
+    atomic_write_bytes(path, buffer.getvalue().encode())
+
+
+def _method_order(method: str) -> int:
+    order = ("random", "dc", "dsa", "dcc", "dsac", "real")
+    return order.index(method) if method in order else len(order)
+
+
+def write_tables(out: str | Path) -> None:
+    """(Re)write ``dynamics.csv``, ``synthesis.csv`` and ``summary.md`` from the finished units in ``out``."""
+    out = Path(out)
+    recorders = [KernelRecorder.load(p) for p in sorted((out / "kernels").glob("*.pt"))]
+    recorders.sort(key=lambda r: (_method_order(r.info["method"]), r.info["method"], r.info["seed"]))
+    rows = []
+    summary = ["| method | seed | training set | images | final test accuracy | seconds |", "|---|---|---|---|---|---|"]
+    for rec in recorders:
+        method, seed, steps = rec.info["method"], rec.info["seed"], rec.info["steps_per_epoch"]
+        for run in rec.runs():
+            for row in rec.rows(run):
+                rows.append({"method": method, "seed": seed, **row, "steps": int(row["time"] * steps)})
+        summary.append(
+            f"| {method} | {seed} | {rec.info['train_source']} | {rec.info['train_size']} | "
+            f"{100 * rec.info['final_test_accuracy']:.2f} % | {rec.info['seconds_total']:.0f} |"
+        )
+    _write_csv(out / "dynamics.csv", CSV_COLUMNS, rows)
+    synthesis_rows = []
+    for path in sorted((out / "sets").glob("*/synthesis_kernels.pt")):
+        rec = KernelRecorder.load(path)
+        for run in rec.runs():
+            for row in rec.rows(run):
+                synthesis_rows.append({"method": rec.info.get("method"), "seed": rec.info.get("seed"), **row})
+    if synthesis_rows:
+        _write_csv(out / "synthesis.csv", SYNTHESIS_COLUMNS, synthesis_rows)
+    note = ""
+    config_path = out / "config.json"
+    if config_path.exists():
+        note = f"\nTest accuracy is measured on {json.loads(config_path.read_text())['test_accuracy_on']}.\n"
+    atomic_write_bytes(out / "summary.md", ("\n".join(summary) + "\n" + note).encode())
+
+
+# --------------------------------------------------------------------------------------------
+# the run
+
+
+def _check_config(out: Path, record: dict[str, Any]) -> dict[str, Any]:
+    """Refuse to mix runs of different settings in one directory; methods and seeds (which units
+    run) may change between invocations and are merged."""
+    path = out / "config.json"
+    if not path.exists():
+        return record
+    old = json.loads(path.read_text())
+    ignore = {"seeds", "methods", "description", "name"}
+    old_preset, new_preset = old.get("preset", {}), record["preset"]
+    differ = sorted(k for k in set(old_preset) | set(new_preset) if k not in ignore and json.dumps(old_preset.get(k)) != json.dumps(new_preset.get(k)))
+    if differ:
+        raise ConfigError(f"{out} holds a track run with different settings ({', '.join(differ)}); choose another --out or remove it")
+    record["preset"]["seeds"] = sorted(set(old_preset.get("seeds", [])) | set(new_preset["seeds"]))
+    record["preset"]["methods"] = list(dict.fromkeys([*old_preset.get("methods", []), *new_preset["methods"]]))
+    record["condense_configs"] = {**old.get("condense_configs", {}), **record["condense_configs"]}
+    return record
+
+
+def run_track(
+    preset: TrackPreset,
+    out: str | Path,
+    *,
+    data_root: str | Path | None = None,
+    download: bool = True,
+    device: str | torch.device | None = None,
+    reuse_study: str | Path | None = None,
+    progress: bool = True,
+    figures: bool = True,
+) -> Path:
+    """Run every unfinished (method, seed) unit of ``preset`` into ``out``; return ``out``."""
+    from tqdm.auto import tqdm
+
+    from condense import __version__
+    from condense.runtime import resolve_device
+
+    out = Path(out)
+    device = device if isinstance(device, torch.device) else resolve_device(device)
+    reuse = Path(reuse_study) if reuse_study is not None else None
+    if reuse is not None and not reuse.is_dir():
+        raise ConfigError(f"--reuse-study {reuse}: no such directory")
+    dataset = load_dataset(preset.dataset, root=data_root, download=download)
+    units = [Unit(m, s) for s in preset.seeds for m in preset.methods]
+    configs = {u.name: condense_config(preset, u.method, u.seed).to_dict() for u in units if u.method in CONDENSED_METHODS}
+    times = training_times(preset)  # validates the schedule before any work
+    probe = make_probe(dataset, preset.probe_per_class, preset.probe_seed, split=preset.probe_split)
+    if preset.test_images is None or preset.test_images >= len(dataset.test_labels):
+        test_images, test_labels = dataset.normalised_test()
+        test_on = f"the whole {dataset.name} test set ({len(test_labels)} images)"
+        test_indices = None
+    else:
+        subset = make_probe(dataset, max(1, preset.test_images // dataset.num_classes), preset.probe_seed, split="test", key="accuracy")
+        test_images, test_labels, test_indices = subset.images, subset.labels, subset.indices.tolist()
+        test_on = f"a fixed class-balanced subset of {len(test_labels)} {dataset.name} test images (seed {preset.probe_seed}, key 'accuracy')"
+    record = {
+        "preset": preset.to_dict(),
+        "package_version": __version__,
+        "dataset": {"name": dataset.name, "note": dataset.note, "classes": list(dataset.class_names),
+                    "train_images": len(dataset.train_labels), "test_images": len(dataset.test_labels)},
+        "probe": {"split": probe.split, "per_class": probe.per_class, "seed": probe.seed, "indices": probe.indices.tolist(), "size": len(probe)},
+        "kernel": {"mode": preset.kernel_mode, "definition": "empirical NTK over all trainable parameters, eval mode; "
+                   "trace = sum over logits of K[n, m, o, o]"},
+        "time": {"unit": "epoch", "definition": "epochs finished (0 = initialisation)", "schedule": list(times),
+                 "lr_drop": f"lr x 0.1 from time {preset.epochs // 2 + 2} on (epochs after index E//2 + 1)"},
+        "velocity": "S(K_t, K_t') / (t' - t) at the start time t of each consecutive pair; S = 1 - <K, K'>_F / (|K|_F |K'|_F)",
+        "test_accuracy_on": test_on,
+        "test_indices": test_indices,
+        "real": _real_label(preset, dataset) if "real" in preset.methods else None,
+        "condense_configs": configs,
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(_check_config(out, record), out / "config.json")
+
+    todo = []
+    for unit in units:
+        path = out / "kernels" / f"{unit.name}.pt"
+        if path.exists():
+            log.info("skipping %s: finished (%s)", unit.name, path)
+        else:
+            todo.append(unit)
+    test_images, test_labels = test_images.to(device), test_labels.to(device)
+    started = time.perf_counter()
+    with tqdm(total=len(todo) * (preset.epochs + 1), desc=f"track {preset.name}", unit="epoch", disable=not progress) as bar:
+        for n, unit in enumerate(todo):
+            log.info("[%d/%d] %s (%.1f min so far)", n + 1, len(todo), unit.name, (time.perf_counter() - started) / 60)
+            _run_unit(preset, unit, dataset, out, probe, test_images, test_labels, reuse_study=reuse, device=device, progress=progress, bar=bar)
+            write_tables(out)
+    write_tables(out)
+    if figures:
+        from dynamics.figures import make_figures
+
+        written = make_figures(out, out / "figures")
+        log.info("figures: %s", ", ".join(p.name for p in written))
+    log.info("track %s: %d units run, %d skipped, %.1f min -> %s", preset.name, len(todo), len(units) - len(todo), (time.perf_counter() - started) / 60, out)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# command line
+
+
+def _parse_field(text: str, annotation: object) -> object:
+    if text.lower() in ("none", "null"):
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        value = text
+    if "tuple" in str(annotation):
+        if isinstance(value, list):
+            return tuple(value)
+        items = [v.strip() for v in str(value).split(",") if v.strip()]
+        return tuple(int(v) if "int" in str(annotation) else v for v in items)
+    return value
+
+
+def apply_overrides(preset: TrackPreset, pairs: Sequence[str]) -> TrackPreset:
+    """``preset`` with ``['epochs=50', 'methods=random,dcc']`` applied (:class:`ConfigError` if unknown)."""
+    hints = typing.get_type_hints(TrackPreset)
+    changes: dict[str, Any] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise ConfigError(f"--set expects field=value, got {pair!r}")
+        key, text = pair.split("=", 1)
+        if key not in hints or key == "name":
+            raise ConfigError(f"unknown track preset field {key!r}; known: {', '.join(k for k in hints if k != 'name')}")
+        try:
+            changes[key] = _parse_field(text, hints[key])
+        except ValueError:
+            raise ConfigError(f"--set {pair}: cannot parse {text!r} as {hints[key]}") from None
+    return preset.replace(**changes)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m dynamics.track",
+        description="Track the empirical NTK (kernel velocity) of networks trained on condensed sets, a random subset and real data.",
+    )
+    parser.add_argument("--run", metavar="PRESET", help="a track preset (see --list)")
+    parser.add_argument("--list", action="store_true", help="list the track presets and exit")
+    parser.add_argument("--out", default=None, help="run directory (default runs/<preset>)")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override a preset field, e.g. epochs=50 or methods=random,dcc")
+    parser.add_argument("--condense-set", action="append", default=[], metavar="FIELD=VALUE", help="override a condensation config field, e.g. iterations=3")
+    parser.add_argument("--seeds", default=None, help="comma-separated seeds (overrides the preset's)")
+    parser.add_argument("--reuse-study", default=None, metavar="DIR", help="a `condense study` output dir whose finished <method>-ipc<N>-seed<S>/ sets may be reused when their config matches")
+    parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: CUDA if available)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (1 when other jobs share the cores)")
+    parser.add_argument("--data-root", default=None, help="dataset root (default: $CONDENSE_DATA_ROOT or ./data)")
+    parser.add_argument("--offline", action="store_true", help="never download datasets; fail with instructions instead")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--no-figures", action="store_true", help="do not draw figures at the end")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    return parser
+
+
+def _list_presets() -> None:
+    for name, preset in TRACK_PRESETS.items():
+        print(f"{name:<22} {preset.dataset:<22} ipc {preset.ipc:<3} {','.join(preset.methods):<30} {preset.description}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The command line; returns the exit status (2 with a one-line ``error:`` for user errors)."""
+    from condense.runtime import setup_logging
+
+    args = build_parser().parse_args(argv)
+    setup_logging(args.verbose)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        if args.list:
+            _list_presets()
+            return 0
+        if not args.run:
+            raise ConfigError("give --run PRESET (or --list to see them)")
+        preset = apply_overrides(get_track_preset(args.run), args.set)
+        if args.condense_set:
+            preset = preset.replace(condense_set=preset.condense_set + tuple(args.condense_set))
+        if args.seeds:
+            try:
+                preset = preset.replace(seeds=tuple(int(s) for s in args.seeds.split(",") if s.strip()))
+            except ValueError:
+                raise ConfigError(f"--seeds expects integers like 0,1,2, got {args.seeds!r}") from None
+        out = Path(args.out) if args.out else Path("runs") / preset.name
+        run_track(
+            preset, out, data_root=args.data_root, download=not args.offline, device=args.device,
+            reuse_study=args.reuse_study, progress=not args.no_progress, figures=not args.no_figures,
+        )
+        print(f"done: {out}  (dynamics.csv, kernels/, figures/)")
+        return 0
+    except CondenseError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; rerun the same command to continue (finished units are kept)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
