@@ -13,6 +13,9 @@ from torch import nn
 class Callback:
     """Base class with no-op hooks; override the ones you need."""
 
+    def on_synthesis_network_created(self, *, iteration: int, network: nn.Module) -> None:
+        """When an iteration's fresh network θ₀ has been built, before any matching step."""
+
     def on_synthesis_network_update(self, *, iteration: int, step: int, epoch: int, network: nn.Module) -> None:
         """After each epoch of training θ on the synthetic set inside condensation.
 

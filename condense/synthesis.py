@@ -244,6 +244,7 @@ class Condenser:
         config = self.config
         generator = derive_generator(config.seed, "iteration", self.iteration)
         network = self._new_network(generator)
+        notify(self.callbacks, "on_synthesis_network_created", iteration=self.iteration, network=network)
         network_optimizer = torch.optim.SGD(network.parameters(), lr=config.network_lr)
         batchnorm = has_batchnorm(network)
         total, objectives = 0.0, []

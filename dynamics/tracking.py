@@ -458,11 +458,16 @@ class KernelTracker(Callback):
         if self.epochs is None or time in self.epochs:
             self.record(network, run=tag, time=time, train_loss=train_loss)
 
+    def on_synthesis_network_created(self, *, iteration: int, network: nn.Module) -> None:
+        if iteration in self.synthesis_iterations:
+            self._inner_epochs[iteration] = 0  # also restarts the count when a resumed run redoes it
+            if self.synthesis_epochs is None or 0 in self.synthesis_epochs:
+                self.record(network, run=f"synthesis/it{iteration}", time=0, info={"iteration": iteration})
+
     def on_synthesis_network_update(self, *, iteration: int, step: int, epoch: int, network: nn.Module) -> None:
         if iteration not in self.synthesis_iterations:
             return
-        # the first inner epoch of an iteration restarts the count (an iteration re-run on resume)
-        time = 1 if (step, epoch) == (0, 0) else self._inner_epochs.get(iteration, 0) + 1
+        time = self._inner_epochs.get(iteration, 0) + 1
         self._inner_epochs[iteration] = time
         if self.synthesis_epochs is None or time in self.synthesis_epochs:
             info = {"iteration": iteration, "step": step, "epoch": epoch}

@@ -77,7 +77,7 @@ def test_condensation_with_tracking_is_bit_identical(data, probe, tmp_path, meth
     plain_log, tracked_log = (MetricsLog(tmp_path / d / "metrics.jsonl").read() for d in ("plain", "tracked"))
     assert strip(plain_log) == strip(tracked_log) and any(r["event"] == "evaluation" for r in plain_log)
     inner_epochs = config.epochs_between_steps * (config.steps - 1)
-    assert len(tracker.recorder) == config.iterations * inner_epochs  # it did measure, at every update
+    assert len(tracker.recorder) == config.iterations * (inner_epochs + 1)  # it measured θ₀ and every update
 
 
 @pytest.mark.parametrize("network_name, augmentation", [("convnet-w32", "dsa"), ("convnet-bn", "none")])
@@ -147,6 +147,20 @@ def test_synthesis_inner_loop_is_recorded_at_the_scheduled_inner_epochs(data, pr
     records = tracker.recorder.records_of("synthesis/it1")
     assert [r.time for r in records] == [1, 4]
     assert [(r.info["step"], r.info["epoch"]) for r in records] == [(0, 0), (1, 1)]
+
+
+def test_synthesis_inner_loop_starts_at_the_fresh_network(data, probe, tmp_path):
+    """Time 0 of an iteration's inner loop is θ₀ as built, before any matching step or training."""
+    from condense.runtime import derive_generator
+    from condense.synthesis import Condenser
+
+    config = tiny_config(method="dc", iterations=2, outer_warmup=0, eval_at=(2,))
+    tracker = KernelTracker(probe, synthesis_iterations={1}, synthesis_epochs={0, 2})
+    condense_dataset(config, data, tmp_path / "run", device="cpu", progress=False, evaluate=False, callbacks=[tracker])
+    records = tracker.recorder.records_of("synthesis/it1")
+    assert [r.time for r in records] == [0, 2]
+    fresh = Condenser(config, data, device="cpu")._new_network(derive_generator(config.seed, "iteration", 1)).eval()
+    assert torch.equal(records[0].kernel, empirical_ntk(fresh, probe.images, mode="trace"))
 
 
 def test_recorded_kernel_equals_the_ntk_of_the_trained_network(data, probe):
