@@ -78,11 +78,11 @@ def test_classwise_loss_is_sum_of_per_class_distances_and_differs_from_contrasti
     real_grads = [parameter_gradients(model, torch.tensor(real[c]), torch.full((len(real[c]),), c)) for c in range(C)]
     syn_grads = [parameter_gradients(model, torch.tensor(syn[c]), torch.full((2,), c), create_graph=True) for c in range(C)]
     classwise = classwise_matching_loss(real_grads, syn_grads)
-    assert float(classwise) == pytest.approx(expected, rel=1e-9)
+    assert classwise.item() == pytest.approx(expected, rel=1e-9)
     S = torch.tensor(np.concatenate(syn))
     syn_whole = parameter_gradients(model, S, torch.arange(C).repeat_interleave(2), create_graph=True)
     contrastive = contrastive_matching_loss(mean_class_gradient(real_grads), syn_whole)
-    assert abs(float(classwise) - float(contrastive)) > 0.1
+    assert abs(classwise.item() - contrastive.item()) > 0.1
 
 
 def test_loss_gradient_wrt_synthetic_pixels_matches_finite_differences(linear_problem):
