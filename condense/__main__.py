@@ -6,6 +6,8 @@ Commands::
     evaluate  SYNTHETIC.pt [--networks convnet,mlp] [--num-networks N] [--epochs E]
     baseline  {random,herding,whole} --dataset D --ipc N [--seed S] [--out DIR]
     study     --dataset D --methods random,dc,dcc --ipc 1,10 --seeds 0,1,2 --out DIR
+    continual --preset fashion-mnist [--memories random,herding,dc,dcc] [--orders 0,1,2] [--training gdumb|incremental]
+              [--out DIR] | --list     class-incremental learning with a condensed memory (PAPER.md §9)
     datasets  list the datasets and where they are read from
     presets   list the presets (paper-exact and quick) and what the quick ones reduce
 
@@ -144,6 +146,37 @@ def cmd_study(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_continual(args: argparse.Namespace) -> int:
+    from condense.continual import CONTINUAL_PRESETS, get_continual_preset, run_continual
+
+    if args.list:
+        for name, preset in CONTINUAL_PRESETS.items():
+            c = preset.config
+            print(f"{name:<18} {c.dataset:<15} steps={c.steps!s:<3} memory={c.memory_per_class}/class  memories={','.join(c.memories)}  {preset.description}")
+        return 0
+    if not args.preset:
+        raise ConfigError("continual needs --preset NAME (or --list)")
+    preset = get_continual_preset(args.preset)
+    changes: dict = {}
+    if args.memories:
+        changes["memories"] = tuple(m.strip() for m in args.memories.split(",") if m.strip())
+    if args.orders:
+        try:
+            changes["orders"] = tuple(int(s) for s in args.orders.split(","))
+        except ValueError:
+            raise ConfigError(f"--orders expects comma-separated integers, got {args.orders!r}") from None
+    if args.training:
+        changes["training"] = args.training
+    config = preset.config.replace(**changes)
+    out = Path(args.out or f"runs/continual-{preset.name}")
+    dataset = _load(config.dataset, args)
+    log.info("continual preset %s (%s) -> %s", preset.name, preset.description, out)
+    text = run_continual(config, dataset, out, name=preset.name, figures=args.figures, device=args.device,
+                         progress=not args.no_progress, shard=_parse_shard(args.shard))
+    print(text)
+    return 0
+
+
 def _parse_shard(text: str) -> tuple[int, int]:
     try:
         index, count = (int(v) for v in text.split("/"))
@@ -226,6 +259,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="FIELD=VALUE")
     common(p)
     p.set_defaults(func=cmd_study)
+
+    p = sub.add_parser("continual", help="class-incremental learning with a condensed memory (PAPER.md §9)")
+    p.add_argument("--preset", default=None, help="a continual preset (see --list)")
+    p.add_argument("--list", action="store_true", help="list the continual presets")
+    p.add_argument("--memories", default=None, help="comma-separated: random,herding,dc,dcc,dsa,dsac (default: the preset's)")
+    p.add_argument("--orders", default=None, help="comma-separated class-order seeds (default: the preset's)")
+    p.add_argument("--training", choices=["gdumb", "incremental"], default=None, help="gdumb: a fresh network per step (default); incremental: one network kept")
+    p.add_argument("--out", default=None, help="output directory (default runs/continual-<preset>)")
+    p.add_argument("--figures", default="figures", help="where continual-<preset>.png/.pdf go")
+    p.add_argument("--shard", default="0/1", help="I/N: run only (memory, order) units I, I+N, ...")
+    common(p)
+    p.set_defaults(func=cmd_continual)
 
     p = sub.add_parser("datasets", help="list datasets")
     common(p)
