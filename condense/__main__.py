@@ -17,53 +17,14 @@ User errors (unknown dataset, ipc 0, missing files, NaN loss...) print one line 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
-import typing
 from pathlib import Path
 
-from condense.errors import CondenseError, ConfigError
+from condense.config import parse_overrides
+from condense.errors import ConfigError
 
 log = logging.getLogger("condense")
-
-
-def _parse_value(text: str, annotation: object) -> object:
-    """Parse ``text`` for a dataclass field whose type annotation is ``annotation``."""
-    if text.lower() in ("none", "null"):
-        return None
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError:
-        value = text
-    if isinstance(value, list):
-        value = tuple(value)
-    if "tuple" in str(annotation) and isinstance(value, (int, str)) and not isinstance(value, bool):
-        value = tuple(v.strip() for v in str(value).split(",")) if isinstance(value, str) else (value,)
-    return value
-
-
-def parse_overrides(pairs: list[str]) -> dict:
-    """``["iterations=20", "evaluation.num_networks=3"]`` → a dict for ``CondenseConfig.replace``."""
-    from condense.config import CondenseConfig, EvaluationConfig
-
-    top_hints = typing.get_type_hints(CondenseConfig)
-    eval_hints = typing.get_type_hints(EvaluationConfig)
-    changes: dict = {}
-    for pair in pairs:
-        if "=" not in pair:
-            raise ConfigError(f"--set expects field=value, got {pair!r}")
-        key, text = pair.split("=", 1)
-        if key.startswith("evaluation."):
-            field = key.split(".", 1)[1]
-            if field not in eval_hints:
-                raise ConfigError(f"unknown evaluation field {field!r}; known: {', '.join(eval_hints)}")
-            changes.setdefault("evaluation", {})[field] = _parse_value(text, eval_hints[field])
-        elif key in top_hints and key != "evaluation":
-            changes[key] = _parse_value(text, top_hints[key])
-        else:
-            raise ConfigError(f"unknown config field {key!r}; known: {', '.join(k for k in top_hints if k != 'evaluation')}, evaluation.*")
-    return changes
 
 
 def _load(name: str, args: argparse.Namespace):
@@ -282,22 +243,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from condense.runtime import setup_logging
+    from condense.runtime import run_command
 
     args = build_parser().parse_args(argv)
-    setup_logging(args.verbose)
-    if getattr(args, "threads", None):
-        import torch
-
-        torch.set_num_threads(args.threads)
-    try:
-        return args.func(args)
-    except CondenseError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted; rerun the same command with --resume (run) or as is (study) to continue", file=sys.stderr)
-        return 130
+    return run_command(
+        lambda: args.func(args), verbose=args.verbose, threads=getattr(args, "threads", None),
+        interrupted="rerun the same command with --resume (run) or as is (study, continual) to continue",
+    )
 
 
 if __name__ == "__main__":

@@ -18,6 +18,8 @@ is not in the table needs explicit ``matching_steps`` and ``network_epochs``.
 from __future__ import annotations
 
 import dataclasses
+import json
+import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -183,3 +185,39 @@ class CondenseConfig:
         elif evaluation is not None:
             changes["evaluation"] = evaluation
         return dataclasses.replace(self, **changes)
+
+
+def _parse_value(text: str, annotation: object) -> object:
+    """Parse ``text`` for a dataclass field whose type annotation is ``annotation``."""
+    if text.lower() in ("none", "null"):
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        value = text
+    if isinstance(value, list):
+        value = tuple(value)
+    if "tuple" in str(annotation) and isinstance(value, (int, str)) and not isinstance(value, bool):
+        value = tuple(v.strip() for v in str(value).split(",")) if isinstance(value, str) else (value,)
+    return value
+
+
+def parse_overrides(pairs: list[str]) -> dict:
+    """``["iterations=20", "evaluation.num_networks=3"]`` → a dict for ``CondenseConfig.replace``."""
+    top_hints = typing.get_type_hints(CondenseConfig)
+    eval_hints = typing.get_type_hints(EvaluationConfig)
+    changes: dict = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise ConfigError(f"--set expects field=value, got {pair!r}")
+        key, text = pair.split("=", 1)
+        if key.startswith("evaluation."):
+            field = key.split(".", 1)[1]
+            if field not in eval_hints:
+                raise ConfigError(f"unknown evaluation field {field!r}; known: {', '.join(eval_hints)}")
+            changes.setdefault("evaluation", {})[field] = _parse_value(text, eval_hints[field])
+        elif key in top_hints and key != "evaluation":
+            changes[key] = _parse_value(text, top_hints[key])
+        else:
+            raise ConfigError(f"unknown config field {key!r}; known: {', '.join(k for k in top_hints if k != 'evaluation')}, evaluation.*")
+    return changes

@@ -11,7 +11,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
 
 import torch
 
@@ -54,3 +55,24 @@ def setup_logging(verbose: bool = False) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
+
+
+def run_command(command: Callable[[], int], *, verbose: bool = False, threads: int | None = None, interrupted: str = "") -> int:
+    """Run a command-line entry point: logging, torch threads, and one-line user errors.
+
+    A :class:`~condense.errors.CondenseError` prints ``error: <message>`` and returns 2 (never a
+    traceback); Ctrl-C prints ``interrupted; <interrupted>`` and returns 130.
+    """
+    from condense.errors import CondenseError
+
+    setup_logging(verbose)
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        return command()
+    except CondenseError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"interrupted; {interrupted}", file=sys.stderr)
+        return 130

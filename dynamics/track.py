@@ -97,7 +97,7 @@ class Unit:
 def condense_config(preset: TrackPreset, method: str, seed: int) -> CondenseConfig:
     """The condensation config of ``method`` for ``seed``: preset ``<prefix><dataset>-ipc<N>-<method>``
     (Fashion-MNIST's when the dataset has none, as in ``condense study``) with ``condense_set``."""
-    from condense.__main__ import parse_overrides
+    from condense.config import parse_overrides
     from condense.study import Cell, cell_config
 
     return cell_config(preset.condense_prefix, preset.dataset, Cell(method, preset.ipc, seed), parse_overrides(list(preset.condense_set)))
@@ -506,39 +506,36 @@ def _list_presets() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """The command line; returns the exit status (2 with a one-line ``error:`` for user errors)."""
-    from condense.runtime import setup_logging
+    from condense.runtime import run_command
 
     args = build_parser().parse_args(argv)
-    setup_logging(args.verbose)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    try:
-        if args.list:
-            _list_presets()
-            return 0
-        if not args.run:
-            raise ConfigError("give --run PRESET (or --list to see them)")
-        preset = apply_overrides(get_track_preset(args.run), args.set)
-        if args.condense_set:
-            preset = preset.replace(condense_set=preset.condense_set + tuple(args.condense_set))
-        if args.seeds:
-            try:
-                preset = preset.replace(seeds=tuple(int(s) for s in args.seeds.split(",") if s.strip()))
-            except ValueError:
-                raise ConfigError(f"--seeds expects integers like 0,1,2, got {args.seeds!r}") from None
-        out = Path(args.out) if args.out else Path("runs") / preset.name
-        run_track(
-            preset, out, data_root=args.data_root, download=not args.offline, device=args.device,
-            reuse_study=args.reuse_study, progress=not args.no_progress, figures=not args.no_figures,
-        )
-        print(f"done: {out}  (dynamics.csv, kernels/, figures/)")
+    return run_command(
+        lambda: _track_command(args), verbose=args.verbose, threads=args.threads,
+        interrupted="rerun the same command to continue (finished units are kept)",
+    )
+
+
+def _track_command(args: argparse.Namespace) -> int:
+    if args.list:
+        _list_presets()
         return 0
-    except CondenseError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted; rerun the same command to continue (finished units are kept)", file=sys.stderr)
-        return 130
+    if not args.run:
+        raise ConfigError("give --run PRESET (or --list to see them)")
+    preset = apply_overrides(get_track_preset(args.run), args.set)
+    if args.condense_set:
+        preset = preset.replace(condense_set=preset.condense_set + tuple(args.condense_set))
+    if args.seeds:
+        try:
+            preset = preset.replace(seeds=tuple(int(s) for s in args.seeds.split(",") if s.strip()))
+        except ValueError:
+            raise ConfigError(f"--seeds expects integers like 0,1,2, got {args.seeds!r}") from None
+    out = Path(args.out) if args.out else Path("runs") / preset.name
+    run_track(
+        preset, out, data_root=args.data_root, download=not args.offline, device=args.device,
+        reuse_study=args.reuse_study, progress=not args.no_progress, figures=not args.no_figures,
+    )
+    print(f"done: {out}  (dynamics.csv, kernels/, figures/)")
+    return 0
 
 
 if __name__ == "__main__":
