@@ -1,0 +1,494 @@
+"""Benchmark: one condensation iteration — the authors'-style loop vs the package, fp32 and bf16.
+
+For each case (method × ipc) and on the same data (real Fashion-MNIST), config and seed, three
+implementations run one after another, each in a fresh process (``multiprocessing`` spawn):
+
+- ``reference``: :mod:`reference_dc` (next to this file), structured like the authors' code:
+  per-class real and synthetic passes, ``match_loss`` parameter by parameter, ``DiffAugment``
+  with per-image Python lists for the affine matrices;
+- ``package``: ``condense.Condenser(config, dataset, device='cpu').run_iteration()``;
+- ``package-bf16``: the same with ``real_grad_dtype='bfloat16'`` (real-data gradients under
+  ``torch.autocast('cpu', dtype=torch.bfloat16)``).
+
+Loop sizes are the paper's (K=10, T=5 at ipc 1; K=10, T=50 at ipc 10), real batch 256 per
+class. DCC and DSAC are timed after the warm-up (``outer_warmup = inner_warmup = 0``: every
+matching step contrastive); at iteration 0 with the default warm-up they would be DC.
+
+Measured per implementation: seconds per iteration (after a warm-up of one real and one synthetic
+gradient pass of the case's shapes on a throwaway network), peak resident memory during the timed
+iterations (``/proc/self/clear_refs`` resets the high-water mark when they start, then
+``VmHWM``; the start ``VmRSS`` is reported too), the mean matching loss, and the synthetic set
+after the timed iterations. All three start from the same set and draw the same random numbers,
+so the reference and the fp32 package agree up to float rounding: exactly for DC at ipc 1, to
+~1e-7…1e-3 for the contrastive cases, whose real target (the mean of the class gradients)
+cancels most of each class gradient and so magnifies differences in summation order.
+``--noise-floor`` measures that sensitivity: it runs the package once more from the initial set
+plus 1e-7·N(0, 1) noise and reports how far that lands from the unperturbed package.
+FLOPs are counted with
+``torch.utils.flop_counter.FlopCounterMode`` over one matching step and one network epoch of the
+package, and scaled to an iteration as ``K·step + (K−1)·T·epoch`` (convolutions and matrix
+products only; the same count is used for all three, so GFLOP/s compares like with like).
+
+``--accuracy`` runs instead a small study of the bf16 option: the real gradients of one batch in
+fp32 and bf16 (max |Δ|, cosine per layer), and DC at ipc 1 condensed for a few iterations from one
+seed in fp32 and in bf16, each evaluated by a few ConvNets.
+
+Usage::
+
+    python bench/bench_synthesis.py --quick                 # smoke run, about a minute
+    python bench/bench_synthesis.py --out report.md         # all cases, paper loop sizes (see below)
+    python bench/bench_synthesis.py --cases dc-ipc1 dcc-ipc1 --iterations 2 --threads 1
+    python bench/bench_synthesis.py --accuracy              # bf16 effect (a few minutes)
+
+Cost on 2 CPU cores (about 110 GFLOP/s in fp32): an ipc-1 iteration is ≈ 7.5 TFLOP (the real
+passes: 10 steps × 10 classes × 256 images), about a minute; an ipc-10 iteration adds ≈ 13 TFLOP
+of network training (9 × 50 epochs on 100 images). One timed iteration of every case and
+implementation therefore takes about 20 minutes; pick ``--cases`` to fit a budget.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+for path in (HERE, HERE.parent):
+    if str(path) not in sys.path:
+        sys.path.insert(0, str(path))
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+
+from condense.augment import DSA  # noqa: E402
+from condense.config import CondenseConfig, EvaluationConfig  # noqa: E402
+from condense.data import ImageDataset, load_dataset  # noqa: E402
+from condense.networks import build_network  # noqa: E402
+from condense.runtime import derive_generator, seeded_global_rng  # noqa: E402
+from condense.synthesis import Condenser  # noqa: E402
+from condense.training import train_epoch  # noqa: E402
+
+DATASET = "fashion-mnist"
+#: name -> (method, ipc)
+CASES: dict[str, tuple[str, int]] = {
+    "dc-ipc1": ("dc", 1),
+    "dcc-ipc1": ("dcc", 1),
+    "dsac-ipc1": ("dsac", 1),
+    "dc-ipc10": ("dc", 10),
+    "dcc-ipc10": ("dcc", 10),
+}
+IMPLEMENTATIONS = ("reference", "package", "package-bf16")
+#: --noise-floor: the package again, from the initial set plus N(0, NOISE²) noise
+PERTURBED = "package-perturbed"
+NOISE = 1e-7
+#: --quick: what changes from the paper's loop (ipc -> config fields), besides real batch 64
+QUICK_LOOP: dict[int, dict[str, int]] = {1: dict(matching_steps=2, network_epochs=2), 10: dict(matching_steps=2, network_epochs=2)}
+QUICK_REAL_BATCH = 64
+
+
+# --------------------------------------------------------------------------------------------
+# configuration
+
+
+def case_config(case: str, real_batch: int, quick: bool, seed: int = 0) -> CondenseConfig:
+    """The config of one case: paper loop sizes (or the quick ones), contrastive from the start."""
+    method, ipc = CASES[case]
+    config = CondenseConfig(dataset=DATASET, method=method, ipc=ipc, real_batch=real_batch, outer_warmup=0, inner_warmup=0, seed=seed)
+    return config.replace(**QUICK_LOOP[ipc]) if quick else config
+
+
+@dataclass
+class Job:
+    """One measurement, run in a fresh process."""
+
+    impl: str
+    config: CondenseConfig
+    dataset: ImageDataset
+    iterations: int
+    threads: int
+    count_flops: bool = False
+
+
+@dataclass
+class Measurement:
+    impl: str
+    seconds: list[float]
+    losses: list[float]
+    rss_start_mib: float
+    peak_rss_mib: float
+    peak_is_reset: bool
+    synthetic: torch.Tensor
+    flops: int | None = None
+    flop_detail: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def mean_seconds(self) -> float:
+        return sum(self.seconds) / len(self.seconds)
+
+
+# --------------------------------------------------------------------------------------------
+# memory
+
+
+def _proc_status_kib(key: str) -> int | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def reset_peak_rss() -> tuple[float, bool]:
+    """Reset the process's peak-RSS mark (Linux); return (current RSS in MiB, whether it was reset)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        reset = True
+    except OSError:
+        reset = False
+    rss = _proc_status_kib("VmRSS")
+    return (rss if rss is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) / 1024, reset
+
+
+def peak_rss_mib() -> float:
+    """Peak RSS since the last :func:`reset_peak_rss` (``VmHWM``; else ``ru_maxrss``, not reset)."""
+    hwm = _proc_status_kib("VmHWM")
+    return (hwm if hwm is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) / 1024
+
+
+# --------------------------------------------------------------------------------------------
+# one measurement (child process)
+
+
+class _PackageRunner:
+    def __init__(self, config: CondenseConfig, dataset: ImageDataset):
+        self.condenser = Condenser(config, dataset, device="cpu")
+
+    @property
+    def synthetic(self) -> torch.Tensor:
+        return self.condenser.synthetic
+
+    def run_iteration(self) -> float:
+        return self.condenser.run_iteration().loss
+
+
+class _ReferenceRunner:
+    def __init__(self, config: CondenseConfig, dataset: ImageDataset):
+        from reference_dc import ReferenceCondenser
+
+        self.reference = ReferenceCondenser(config, dataset)
+
+    @property
+    def synthetic(self) -> torch.Tensor:
+        return self.reference.synthetic
+
+    def run_iteration(self) -> float:
+        return self.reference.run_iteration()
+
+
+def make_runner(impl: str, config: CondenseConfig, dataset: ImageDataset) -> _PackageRunner | _ReferenceRunner:
+    if impl == "reference":
+        return _ReferenceRunner(config, dataset)
+    if impl == "package":
+        return _PackageRunner(config, dataset)
+    if impl == PERTURBED:
+        runner = _PackageRunner(config, dataset)
+        with torch.no_grad():
+            runner.synthetic.add_(NOISE * torch.randn(runner.synthetic.shape, generator=torch.Generator().manual_seed(1)))
+        return runner
+    if impl == "package-bf16":
+        return _PackageRunner(config.replace(real_grad_dtype="bfloat16"), dataset)
+    raise ValueError(f"unknown implementation {impl!r}")
+
+
+def warm_up(config: CondenseConfig, image_shape: tuple[int, ...], num_classes: int, bf16: bool) -> None:
+    """One real and one synthetic (second-order) gradient pass of the case's batch shapes, thrown away."""
+    generator = torch.Generator().manual_seed(12345)
+    with seeded_global_rng(generator):
+        network = build_network(config.network, image_shape[0], num_classes, image_shape[1:])
+    params = list(network.parameters())
+    real = torch.randn(config.real_batch, *image_shape, generator=generator)
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)
+    with autocast:
+        torch.autograd.grad(F.cross_entropy(network(real), torch.zeros(len(real), dtype=torch.long)), params)
+    for n in {config.ipc, config.ipc * num_classes}:
+        syn = torch.randn(n, *image_shape, generator=generator, requires_grad=True)
+        grads = torch.autograd.grad(F.cross_entropy(network(syn), torch.zeros(n, dtype=torch.long)), params, create_graph=True)
+        sum(g.square().sum() for g in grads).backward()
+
+
+def iteration_flops(config: CondenseConfig, dataset: ImageDataset) -> dict[str, int]:
+    """FLOPs of one iteration of the package: K × (one matching step) + (K−1)·T × (one epoch on S).
+
+    Counted with ``FlopCounterMode`` (convolutions and matrix products, forward and backward,
+    second-order terms included); the matching step is a 1-step iteration of a Condenser.
+    """
+    one_step = Condenser(config.replace(matching_steps=1), dataset, device="cpu")
+    with FlopCounterMode(display=False) as counter:
+        one_step.run_iteration()
+    step = counter.get_total_flops()
+    shape = one_step.image_shape
+    generator = torch.Generator().manual_seed(0)
+    with seeded_global_rng(generator):
+        network = build_network(config.network, shape[0], dataset.num_classes, shape[1:])
+    optimizer = torch.optim.SGD(network.parameters(), lr=config.network_lr)
+    augment = None
+    if config.uses_dsa:
+        dsa = DSA()
+        augment = lambda x, g: dsa(x, g, siamese=False)  # noqa: E731
+    with FlopCounterMode(display=False) as counter:
+        train_epoch(network, optimizer, one_step.synthetic.detach(), one_step.labels, batch_size=config.network_batch, generator=generator, augment=augment)
+    epoch = counter.get_total_flops()
+    total = config.steps * step + (config.steps - 1) * config.epochs_between_steps * epoch
+    return {"matching_step": step, "network_epoch": epoch, "iteration": total}
+
+
+def measure(job: Job) -> Measurement:
+    """Time ``job.iterations`` iterations of one implementation in this (fresh) process."""
+    torch.set_num_threads(job.threads)
+    runner = make_runner(job.impl, job.config, job.dataset)
+    image_shape = tuple(job.dataset.train_images.shape[1:])
+    warm_up(job.config, image_shape, job.dataset.num_classes, bf16=job.impl == "package-bf16")
+    rss_start, reset = reset_peak_rss()
+    seconds, losses = [], []
+    for _ in range(job.iterations):
+        started = time.perf_counter()
+        losses.append(runner.run_iteration())
+        seconds.append(time.perf_counter() - started)
+    result = Measurement(
+        impl=job.impl, seconds=seconds, losses=losses, rss_start_mib=rss_start, peak_rss_mib=peak_rss_mib(),
+        peak_is_reset=reset, synthetic=runner.synthetic.detach().clone(),
+    )
+    if job.count_flops:
+        result.flop_detail = iteration_flops(job.config, job.dataset)
+        result.flops = result.flop_detail["iteration"]
+    return result
+
+
+def measure_in_subprocess(job: Job) -> Measurement:
+    """Run :func:`measure` in a fresh spawned process (clean memory accounting, no shared state)."""
+    with mp.get_context("spawn").Pool(1) as pool:
+        return pool.apply(measure, (job,))
+
+
+# --------------------------------------------------------------------------------------------
+# report
+
+
+def machine_description(threads: int) -> str:
+    name = platform.processor() or "unknown CPU"
+    try:
+        for line in subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout.splitlines():
+            if line.startswith("Model name:"):
+                name = line.split(":", 1)[1].strip()
+    except (OSError, subprocess.CalledProcessError):
+        pass
+    load = " / ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
+    return f"{name}, {os.cpu_count()} cores, torch {torch.__version__}, {threads} thread(s) per run, load average at start {load}"
+
+
+def _fmt_s(seconds: float) -> str:
+    return f"{seconds:.2f}" if seconds < 100 else f"{seconds:.0f}"
+
+
+def summary_row(case: str, config: CondenseConfig, results: dict[str, Measurement]) -> str:
+    """Seconds per iteration of the three implementations and the speed-ups over the reference."""
+    ref, pkg, bf16 = (results[i].mean_seconds for i in IMPLEMENTATIONS)
+    loop = f"K={config.steps}, T={config.epochs_between_steps}, real batch {config.real_batch}"
+    return f"| {case} | {loop} | {_fmt_s(ref)} | {_fmt_s(pkg)} | {_fmt_s(bf16)} | {ref / pkg:.2f}× | {ref / bf16:.2f}× |"
+
+
+def detail_rows(case: str, results: dict[str, Measurement]) -> list[str]:
+    """Per implementation: time, GFLOP/s, peak memory, loss and agreement with the reference."""
+    ref = results["reference"]
+    flops = results["package"].flops
+    rows = []
+    for impl, r in results.items():
+        rate = f"{flops / r.mean_seconds / 1e9:.0f}" if flops else "–"
+        gflop = f"{flops / 1e9:,.0f}" if flops else "–"
+        if impl == "reference":
+            diff = "–"
+        elif impl == PERTURBED:  # the noise floor: how far the package moves from its own result
+            diff = f"{(r.synthetic - results['package'].synthetic).abs().max().item():.1e} (vs package)"
+        else:
+            diff = f"{(r.synthetic - ref.synthetic).abs().max().item():.1e}"
+        rows.append(
+            f"| {case} | {impl} | {_fmt_s(r.mean_seconds)} | {gflop} | {rate} | {r.peak_rss_mib:,.0f} "
+            f"| {r.peak_rss_mib - r.rss_start_mib:,.0f} | {sum(r.losses) / len(r.losses):.4f} | {diff} |"
+        )
+    return rows
+
+
+SUMMARY_HEADER = (
+    "| case | loop | reference s/it | package s/it | package bf16 s/it | reference ÷ package | reference ÷ package bf16 |\n"
+    "|---|---|---:|---:|---:|---:|---:|"
+)
+DETAIL_HEADER = (
+    "| case | implementation | s/it | GFLOP/it | GFLOP/s | peak RSS (MiB) | peak − start (MiB) | mean loss | max abs ΔS vs reference |\n"
+    "|---|---|---:|---:|---:|---:|---:|---:|---:|"
+)
+
+
+def run_benchmark(args: argparse.Namespace, dataset: ImageDataset) -> str:
+    """Measure every case and implementation; print progress; return the Markdown report."""
+    real_batch = args.real_batch if args.real_batch is not None else (QUICK_REAL_BATCH if args.quick else 256)
+    summary, details, raw = [], [], {}
+    for case in args.cases:
+        config = case_config(case, real_batch, args.quick)
+        results = {}
+        for impl in IMPLEMENTATIONS + ((PERTURBED,) if args.noise_floor else ()):
+            job = Job(impl, config, dataset, args.iterations, args.threads, count_flops=impl == "package" and not args.no_flops)
+            started = time.perf_counter()
+            results[impl] = measure_in_subprocess(job)
+            r = results[impl]
+            print(
+                f"{case:10s} {impl:13s} {r.mean_seconds:8.2f} s/it  loss {sum(r.losses) / len(r.losses):.4f}  "
+                f"peak RSS {r.peak_rss_mib:.0f} MiB (+{r.peak_rss_mib - r.rss_start_mib:.0f})  "
+                f"[process {time.perf_counter() - started:.0f} s]",
+                flush=True,
+            )
+        summary.append(summary_row(case, config, results))
+        details.extend(detail_rows(case, results))
+        raw[case] = {impl: {"seconds": r.seconds, "losses": r.losses, "rss_start_mib": r.rss_start_mib, "peak_rss_mib": r.peak_rss_mib, "flops": r.flop_detail} for impl, r in results.items()}
+    report = "\n".join([SUMMARY_HEADER, *summary, "", DETAIL_HEADER, *details])
+    if args.json:
+        Path(args.json).write_text(json.dumps(raw, indent=1))
+    return report
+
+
+# --------------------------------------------------------------------------------------------
+# --accuracy: the effect of bf16 real gradients
+
+
+def _gradient_table(network: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, weights: torch.Tensor | None = None) -> str:
+    """fp32 vs bf16-autocast real gradients of one batch, per parameter tensor, as Markdown."""
+    from condense.matching import gradient_distance, parameter_gradients
+
+    g32 = parameter_gradients(network, x, y, sample_weights=weights)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        g16 = [g.float() for g in parameter_gradients(network, x, y, sample_weights=weights)]
+    rows = ["| parameter | shape | max abs g (fp32) | max abs Δ | max abs Δ / max abs g | cosine | min row cosine |", "|---|---|---:|---:|---:|---:|---:|"]
+    for (name, _), a, b in zip(network.named_parameters(), g32, g16):
+        cosine = F.cosine_similarity(a.flatten(), b.flatten(), dim=0).item()
+        # the matching distance compares rows (output nodes) of 2-D+ tensors and ignores 1-D ones
+        row_cos = F.cosine_similarity(a.reshape(a.shape[0], -1), b.reshape(b.shape[0], -1), dim=1).min().item() if a.dim() > 1 else None
+        diff, scale = (a - b).abs().max().item(), a.abs().max().item()
+        row_text = f"{row_cos:.4f}" if row_cos is not None else "– (not matched)"
+        rows.append(f"| {name} | {tuple(a.shape)} | {scale:.2e} | {diff:.2e} | {diff / scale:.1e} | {cosine:.6f} | {row_text} |")
+    distance = gradient_distance(g32, g16).item()
+    rows.append(f"\nmatching distance D(fp32, bf16) between the two real gradients: {distance:.4f} (summed over {sum(a.dim() > 1 for a in g32)} matched tensors)")
+    return "\n".join(rows)
+
+
+def gradient_comparison(dataset: ImageDataset, batch: int, seed: int = 0) -> str:
+    """Real gradients in fp32 and bf16 on a fresh ConvNet: the DC target (one class-0 batch) and the
+    DCC target (mean of the class gradients, ``batch`` images per class in one weighted pass)."""
+    images, labels = dataset.normalised_train()
+    generator = derive_generator(seed, "bench-gradients")
+    per_class = []
+    for c in range(dataset.num_classes):
+        index = torch.nonzero(labels == c).flatten()
+        per_class.append(index[torch.randperm(len(index), generator=generator)[:batch]])
+    with seeded_global_rng(generator):
+        network = build_network("convnet", images.shape[1], dataset.num_classes, tuple(images.shape[2:]))
+    dc = _gradient_table(network, images[per_class[0]], labels[per_class[0]])
+    index = torch.cat(per_class)
+    weights = torch.cat([torch.full((len(i),), 1.0 / (dataset.num_classes * len(i))) for i in per_class])
+    dcc = _gradient_table(network, images[index], labels[index], weights)
+    return (
+        f"DC target: ∇θ ℓ(B_0), {batch} real images of class 0, fresh ConvNet (seeded):\n\n{dc}\n\n"
+        f"DCC target: (1/C) Σ_c ∇θ ℓ(B_c), {batch} images per class in one weighted pass, same network:\n\n{dcc}"
+    )
+
+
+def accuracy_study(dataset: ImageDataset, args: argparse.Namespace) -> str:
+    """DC, ipc 1, ``args.accuracy_iterations`` iterations, fp32 vs bf16 from one seed, evaluated by a few ConvNets."""
+    from condense.evaluation import evaluate_synthetic_set
+
+    evaluation = EvaluationConfig(num_networks=args.accuracy_networks, epochs=args.accuracy_epochs)
+    base = CondenseConfig(dataset=DATASET, method="dc", ipc=1, real_batch=args.accuracy_real_batch, iterations=args.accuracy_iterations, seed=0, evaluation=evaluation)
+    rows = ["| synthetic set | seconds to condense | test accuracy per network (%) | mean (%) |", "|---|---:|---|---:|"]
+    finals = {}
+    for label, config in [("random real init (iteration 0)", None), ("DC fp32", base), ("DC bf16 real gradients", base.replace(real_grad_dtype="bfloat16"))]:
+        condenser = Condenser(config or base, dataset, device="cpu")
+        started = time.perf_counter()
+        if config is not None:
+            for _ in range(config.iterations):
+                condenser.run_iteration()
+        seconds = time.perf_counter() - started
+        synthetic = condenser.synthetic_set()
+        finals[label] = synthetic.images
+        accs = evaluate_synthetic_set(synthetic, dataset, evaluation, augmentation="none", seed=0, key="bench-accuracy")["convnet"]
+        mean = 100 * sum(accs) / len(accs)
+        print(f"{label}: {seconds:.0f} s, accuracies {[round(100 * a, 2) for a in accs]}", flush=True)
+        rows.append(f"| {label} | {seconds:.0f} | {', '.join(f'{100 * a:.2f}' for a in accs)} | {mean:.2f} |")
+    drift = (finals["DC fp32"] - finals["DC bf16 real gradients"]).abs().max().item()
+    rows.append("")
+    rows.append(f"max abs difference of the final synthetic images, fp32 vs bf16: {drift:.3f} (normalised pixel units)")
+    return "\n".join(rows)
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES), help="cases to run (default: all)")
+    parser.add_argument("--real-batch", type=int, default=None, help="real images per class per matching step (default 256; 64 with --quick)")
+    parser.add_argument("--iterations", type=int, default=1, help="timed iterations per case and implementation (default 1)")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads in each run (default: all cores)")
+    parser.add_argument("--quick", action="store_true", help=f"smoke run: real batch {QUICK_REAL_BATCH}, K and T from QUICK_LOOP")
+    parser.add_argument("--noise-floor", action="store_true", help=f"also run the package from the initial set + {NOISE:g}·N(0, 1) noise: the ΔS that rounding alone can cause")
+    parser.add_argument("--no-flops", action="store_true", help="skip the FLOP count (one extra matching step per case)")
+    parser.add_argument("--out", help="also write the Markdown report to this file")
+    parser.add_argument("--json", help="write the raw measurements to this JSON file")
+    parser.add_argument("--accuracy", action="store_true", help="run the bf16 accuracy study instead of the timing")
+    parser.add_argument("--accuracy-iterations", type=int, default=10)
+    parser.add_argument("--accuracy-real-batch", type=int, default=64)
+    parser.add_argument("--accuracy-networks", type=int, default=3)
+    parser.add_argument("--accuracy-epochs", type=int, default=300, help="evaluation epochs per network")
+    parser.add_argument("--gradient-batch", type=int, default=256, help="batch of the fp32-vs-bf16 gradient comparison")
+    args = parser.parse_args(argv)
+    if args.iterations < 1:
+        parser.error("--iterations must be >= 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    header = [
+        f"command: `python {' '.join(['bench/bench_synthesis.py', *(sys.argv[1:] if argv is None else argv)])}`",
+        f"machine: {machine_description(args.threads)}",
+        f"date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
+    ]
+    print("\n".join(header), flush=True)
+    dataset = load_dataset(DATASET)
+    started = time.perf_counter()
+    if args.accuracy:
+        body = gradient_comparison(dataset, args.gradient_batch)
+        print(body, flush=True)
+        body += "\n\n" + accuracy_study(dataset, args)
+    else:
+        body = run_benchmark(args, dataset)
+    footer = f"total wall time: {time.perf_counter() - started:.0f} s"
+    report = "\n".join(header) + "\n\n" + body + "\n\n" + footer + "\n"
+    print()
+    print(body)
+    print(footer)
+    if args.out:
+        Path(args.out).write_text(report)
+
+
+if __name__ == "__main__":
+    main()
