@@ -187,18 +187,23 @@ class CondenseConfig:
         return dataclasses.replace(self, **changes)
 
 
-def _parse_value(text: str, annotation: object) -> object:
-    """Parse ``text`` for a dataclass field whose type annotation is ``annotation``."""
+def parse_field(text: str, annotation: object) -> object:
+    """Parse command-line ``text`` for a dataclass field whose type annotation is ``annotation``.
+
+    JSON where it parses (``3``, ``[1, 2]``, ``true``), ``none``/``null`` as None, a plain string
+    otherwise; tuple fields also accept ``a,b,c`` (items converted to int for int tuples).
+    """
     if text.lower() in ("none", "null"):
         return None
     try:
         value = json.loads(text)
     except json.JSONDecodeError:
         value = text
-    if isinstance(value, list):
-        value = tuple(value)
-    if "tuple" in str(annotation) and isinstance(value, (int, str)) and not isinstance(value, bool):
-        value = tuple(v.strip() for v in str(value).split(",")) if isinstance(value, str) else (value,)
+    if "tuple" in str(annotation):
+        if isinstance(value, list):
+            return tuple(value)
+        items = [v.strip() for v in str(value).split(",") if v.strip()]
+        return tuple(int(v) if "int" in str(annotation) else v for v in items)
     return value
 
 
@@ -215,9 +220,9 @@ def parse_overrides(pairs: list[str]) -> dict:
             field = key.split(".", 1)[1]
             if field not in eval_hints:
                 raise ConfigError(f"unknown evaluation field {field!r}; known: {', '.join(eval_hints)}")
-            changes.setdefault("evaluation", {})[field] = _parse_value(text, eval_hints[field])
+            changes.setdefault("evaluation", {})[field] = parse_field(text, eval_hints[field])
         elif key in top_hints and key != "evaluation":
-            changes[key] = _parse_value(text, top_hints[key])
+            changes[key] = parse_field(text, top_hints[key])
         else:
             raise ConfigError(f"unknown config field {key!r}; known: {', '.join(k for k in top_hints if k != 'evaluation')}, evaluation.*")
     return changes

@@ -57,7 +57,7 @@ from typing import Any
 import torch
 
 from condense.artifacts import SyntheticSet, atomic_write_bytes, atomic_write_json
-from condense.config import CondenseConfig, EvaluationConfig
+from condense.config import CondenseConfig, EvaluationConfig, parse_field
 from condense.data import ImageDataset, load_dataset
 from condense.errors import CondenseError, ConfigError
 from condense.hooks import Callback
@@ -445,21 +445,6 @@ def run_track(
 # command line
 
 
-def _parse_field(text: str, annotation: object) -> object:
-    if text.lower() in ("none", "null"):
-        return None
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError:
-        value = text
-    if "tuple" in str(annotation):
-        if isinstance(value, list):
-            return tuple(value)
-        items = [v.strip() for v in str(value).split(",") if v.strip()]
-        return tuple(int(v) if "int" in str(annotation) else v for v in items)
-    return value
-
-
 def apply_overrides(preset: TrackPreset, pairs: Sequence[str]) -> TrackPreset:
     """``preset`` with ``['epochs=50', 'methods=random,dcc']`` applied (:class:`ConfigError` if unknown)."""
     hints = typing.get_type_hints(TrackPreset)
@@ -471,7 +456,7 @@ def apply_overrides(preset: TrackPreset, pairs: Sequence[str]) -> TrackPreset:
         if key not in hints or key == "name":
             raise ConfigError(f"unknown track preset field {key!r}; known: {', '.join(k for k in hints if k != 'name')}")
         try:
-            changes[key] = _parse_field(text, hints[key])
+            changes[key] = parse_field(text, hints[key])
         except ValueError:
             raise ConfigError(f"--set {pair}: cannot parse {text!r} as {hints[key]}") from None
     return preset.replace(**changes)

@@ -75,3 +75,7 @@ def test_presets_keep_the_paper_settings_exact():
 def test_parse_overrides_types():
     assert parse_overrides(["iterations=3", "eval_at=[1,2]", "evaluation.networks=mlp,convnet", "init=noise"]) == {
         "iterations": 3, "eval_at": (1, 2), "init": "noise", "evaluation": {"networks": ("mlp", "convnet")}}
+
+
+def test_parse_overrides_accepts_comma_lists_for_tuple_fields():
+    assert parse_overrides(["eval_at=1,2", "evaluation.networks=mlp"]) == {"eval_at": (1, 2), "evaluation": {"networks": ("mlp",)}}

@@ -25,14 +25,6 @@ K2 = torch.tensor([[0.0, 1.0], [1.0, 0.0]])
 S12 = 1 - 5 / (math.sqrt(30) * math.sqrt(2))  # ⟨K1,K2⟩ = 2 + 3; ‖K1‖² = 30; ‖K2‖² = 2
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread avoids OpenMP barrier stalls on a shared 2-core CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def test_distance_hand_computation_2x2():
     assert kernel_distance(K1, K2) == pytest.approx(S12, abs=1e-12)
