@@ -88,25 +88,67 @@ def final_accuracies(run_dir: Path, network: str = "convnet") -> list[float]:
     return [a for r in evaluations if r["iteration"] == last for a in r["accuracies"]]
 
 
+def finished_cells(out: Path) -> list[Cell]:
+    """The finished cells (``<method>-ipc<N>-seed<S>/DONE``) in a study directory, sorted by name."""
+    cells = []
+    for done in sorted(Path(out).glob("*-ipc*-seed*/DONE")):
+        method, _, rest = done.parent.name.rpartition("-ipc")
+        ipc, _, seed = rest.partition("-seed")
+        if method and ipc.isdigit() and seed.isdigit():
+            cells.append(Cell(method, int(ipc), int(seed)))
+    return cells
+
+
+@dataclass(frozen=True)
+class CellSummary:
+    """The final accuracies of one (method, ipc) over the seeds that have any.
+
+    Attributes:
+        method, ipc: the row and column of the summary table.
+        accuracies: every evaluation network of every seed, in [0, 1].
+        seed_means: ``{seed: mean of that seed's networks}``.
+    """
+
+    method: str
+    ipc: int
+    accuracies: tuple[float, ...]
+    seed_means: dict[int, float]
+
+    @property
+    def mean(self) -> float:
+        return mean_std(self.accuracies)[0]
+
+    @property
+    def std(self) -> float:
+        """Population std over all networks of all seeds (as the authors report)."""
+        return mean_std(self.accuracies)[1]
+
+    def __str__(self) -> str:
+        return f"{100 * self.mean:.1f} ± {100 * self.std:.1f} (n={len(self.accuracies)}, {len(self.seed_means)} seeds)"
+
+
+def summarise_cells(out: Path, cells: Sequence[Cell], network: str = "convnet") -> dict[tuple[str, int], CellSummary]:
+    """``{(method, ipc): CellSummary}`` of ``cells`` in ``out``, for the pairs with any finished evaluation."""
+    grouped: dict[tuple[str, int], dict[int, list[float]]] = {}
+    for c in cells:
+        found = final_accuracies(Path(out) / c.name, network)
+        if found:
+            grouped.setdefault((c.method, c.ipc), {})[c.seed] = found
+    return {
+        key: CellSummary(key[0], key[1], tuple(a for accs in per_seed.values() for a in accs),
+                         {seed: mean_std(accs)[0] for seed, accs in sorted(per_seed.items())})
+        for key, per_seed in grouped.items()
+    }
+
+
 def summary_table(out: Path, cells: Sequence[Cell], network: str = "convnet") -> str:
     """A Markdown table: rows = methods, columns = ipc, cells = mean ± std % over seeds × networks."""
     methods = list(dict.fromkeys(c.method for c in cells))
     ipcs = sorted({c.ipc for c in cells})
+    summaries = summarise_cells(out, cells, network)
     lines = ["| method | " + " | ".join(f"ipc {i}" for i in ipcs) + " |", "|---|" + "---|" * len(ipcs)]
     for method in methods:
-        row = []
-        for ipc in ipcs:
-            accs, seeds = [], 0
-            for c in cells:
-                if c.method == method and c.ipc == ipc:
-                    found = final_accuracies(out / c.name, network)
-                    seeds += bool(found)
-                    accs += found
-            if accs:
-                mean, std = mean_std(accs)
-                row.append(f"{100 * mean:.1f} ± {100 * std:.1f} (n={len(accs)}, {seeds} seeds)")
-            else:
-                row.append("–")
+        row = [str(summaries[(method, ipc)]) if (method, ipc) in summaries else "–" for ipc in ipcs]
         lines.append(f"| {method} | " + " | ".join(row) + " |")
     return "\n".join(lines)
 
