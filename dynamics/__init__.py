@@ -31,6 +31,7 @@ from dynamics.velocity import (
     class_balanced_probe,
     distance_from_init,
     kernel_distance,
+    kernel_label_alignment,
     kernel_velocity,
     trajectory_from_kernels,
 )
@@ -38,7 +39,7 @@ from dynamics.velocity import (
 __all__ = [
     "NTKImplementation", "empirical_ntk",
     "KernelMetadata", "KernelTrajectory", "class_balanced_probe", "distance_from_init", "kernel_distance",
-    "kernel_velocity", "trajectory_from_kernels",
+    "kernel_label_alignment", "kernel_velocity", "trajectory_from_kernels",
     "KernelRecord", "KernelRecorder", "KernelTracker", "ProbeSet", "log_schedule", "make_probe", "parse_schedule",
     "preserved_state",
     "TRACK_PRESETS", "TrackPreset", "get_track_preset",

@@ -10,7 +10,10 @@
 - ``distance_from_init``: S(K_0, K_t) per method;
 - ``test_accuracy``: test accuracy at the tracked times (on the test set named in config.json);
 - ``dynamics``: the three side by side (two-column width);
-- ``synthesis_velocity``: the same velocity in the condensation inner loop (if recorded).
+- ``synthesis_velocity``: the same velocity in the condensation inner loop (if recorded);
+- ``kernel_heatmaps``: the probe kernel (class-sorted, as K_nm / √(K_nn K_mm)) at initialisation
+  and after training for each method of one seed, titled with its centred kernel-label alignment
+  (:func:`dynamics.velocity.kernel_label_alignment`); drawn when ``RUN_DIR/kernels/`` is there.
 
 Lines are the mean over seeds; bands are ± one standard deviation over seeds (drawn only with
 ≥ 2 seeds, which the title says). A dotted vertical line marks the learning-rate drop (×0.1) of the
@@ -25,33 +28,27 @@ from __future__ import annotations
 
 import argparse
 import csv
-import io
 import json
 import math
 import sys
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from condense.artifacts import atomic_write_bytes
+import torch
+from torch import Tensor
+
 from condense.errors import CondenseError
+from condense.figures.style import COLUMN_WIDTH, METHOD_STYLE, method_colour, method_name, ordered_methods, save_figure, use_paper_style
 
-__all__ = ["make_figures", "read_csv", "aggregate", "METHOD_STYLE", "main"]
-
-COLUMN_WIDTH = 3.3  # inches
-#: colour and display name of each method, in plotting order.
-METHOD_STYLE: dict[str, tuple[str, str]] = {
-    "random": ("#7f7f7f", "random"),
-    "dc": ("#1f77b4", "DC"),
-    "dsa": ("#17becf", "DSA"),
-    "dcc": ("#d62728", "DCC"),
-    "dsac": ("#ff7f0e", "DSAC"),
-    "real": ("#2ca02c", "real"),
-}
-
+__all__ = [
+    "make_figures", "read_csv", "aggregate", "METHOD_STYLE", "main",
+    "ProbeKernels", "load_probe_kernels", "kernel_heatmaps", "alignment_rows",
+]
 
 def read_csv(path: str | Path) -> list[dict[str, Any]]:
     """Rows of a CSV with numbers parsed (empty cells → NaN)."""
@@ -88,41 +85,13 @@ def aggregate(rows: list[dict[str, Any]], value: str, *, group: str = "method") 
     return result
 
 
-def _ordered(methods: Sequence[str]) -> list[str]:
-    known = [m for m in METHOD_STYLE if m in methods]
-    return known + sorted(m for m in methods if m not in METHOD_STYLE)
-
-
 def _label(method: str, config: dict[str, Any]) -> str:
-    name = METHOD_STYLE.get(method, ("", method))[1]
+    name = method_name(method)
     if method == "real" and config.get("real"):
         text = str(config["real"])
         digits = [w.strip("(") for w in text.split() if w.strip("(").isdigit()]
         name += f" ({digits[0]} img)" if digits else ""
     return name
-
-
-def _style() -> None:
-    import logging
-
-    import matplotlib
-
-    logging.getLogger("fontTools").setLevel(logging.ERROR)  # PDF font subsetting chatter
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    try:
-        import seaborn as sns
-
-        sns.set_theme(context="paper", style="ticks")
-    except ImportError:  # seaborn only styles the figures
-        pass
-    plt.rcParams.update({
-        "font.size": 7, "axes.labelsize": 7, "axes.titlesize": 7, "legend.fontsize": 6,
-        "xtick.labelsize": 6, "ytick.labelsize": 6, "lines.linewidth": 1.2, "pdf.fonttype": 42,
-        "savefig.dpi": 300, "axes.spines.top": False, "axes.spines.right": False,
-    })
 
 
 _PANELS = {
@@ -142,9 +111,9 @@ def _draw(
     ax: Any, data: dict[str, tuple], config: dict[str, Any], yscale: str, scale: float = 1.0,
     time_unit: str = "epoch", linestyle: str = "-", suffix: str = "",
 ) -> None:
-    for method in _ordered(list(data)):
+    for method in ordered_methods(list(data)):
         times, mean, std, seeds = data[method]
-        colour = METHOD_STYLE.get(method, ("#000000", method))[0]
+        colour = method_colour(method)
         if yscale == "log":
             keep = mean > 0
             times, mean, std = times[keep], mean[keep], std[keep]
@@ -172,17 +141,6 @@ def _mark_lr_decay(ax: Any, config: dict[str, Any]) -> None:
         ax.axvline(epochs // 2 + 2, color="0.6", linestyle=":", linewidth=0.8, zorder=0)
 
 
-def _save(fig: Any, out: Path, stem: str, formats: Sequence[str]) -> list[Path]:
-    written = []
-    for fmt in formats:
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format=fmt, bbox_inches="tight")
-        path = out / f"{stem}.{fmt}"
-        atomic_write_bytes(path, buffer.getvalue())
-        written.append(path)
-    return written
-
-
 def _caption(rows: list[dict[str, Any]], config: dict[str, Any]) -> str:
     seeds = sorted({int(r["seed"]) for r in rows if isinstance(r.get("seed"), float) and math.isfinite(r["seed"])})
     band = "mean ± std over seeds" if len(seeds) >= 2 else "one seed"
@@ -191,6 +149,118 @@ def _caption(rows: list[dict[str, Any]], config: dict[str, Any]) -> str:
     parts = [preset.get("dataset", ""), f"ipc {preset['ipc']}" if "ipc" in preset else "",
              f"probe {probe['size']} imgs" if "size" in probe else "", f"{preset.get('kernel_mode', 'trace')} NTK", band]
     return ", ".join(p for p in parts if p)
+
+
+@dataclass(frozen=True)
+class ProbeKernels:
+    """The kernels of one (method, seed) of a track run, on the run's probe.
+
+    Attributes:
+        method, seed: the unit.
+        times: ``(T,)`` the recorded times (epochs finished; 0 = initialisation).
+        kernels: ``(T, P, P)`` float32 trace-NTKs on the probe.
+        labels: ``(P,)`` int64 probe labels, sorted by class.
+        final_test_accuracy: after the last epoch (NaN if not recorded).
+    """
+
+    method: str
+    seed: int
+    times: Tensor
+    kernels: Tensor
+    labels: Tensor
+    final_test_accuracy: float
+
+
+def load_probe_kernels(run_dir: str | Path, seed: int | None = None) -> list[ProbeKernels]:
+    """Every ``kernels/<method>-seed<S>.pt`` of ``run_dir`` (only seed ``seed`` if given), in method order.
+
+    The probe labels are rebuilt from ``config.json`` (the probe is class-balanced and sorted by
+    class: ``per_class`` images of every class). Raises :class:`CondenseError` when there is none.
+    """
+    from dynamics.tracking import KernelRecorder
+
+    run_dir = Path(run_dir)
+    config_path = run_dir / "config.json"
+    if not config_path.exists():
+        raise CondenseError(f"{run_dir} has no config.json; is it a `python -m dynamics.track` run directory?")
+    config = json.loads(config_path.read_text())
+    per_class, classes = config["probe"]["per_class"], len(config["dataset"]["classes"])
+    labels = torch.arange(classes).repeat_interleave(per_class)
+    found = []
+    for path in sorted((run_dir / "kernels").glob("*.pt")):
+        recorder = KernelRecorder.load(path)
+        method, unit_seed = recorder.info["method"], int(recorder.info["seed"])
+        if seed is not None and unit_seed != seed:
+            continue
+        records = [r for run in recorder.runs() for r in recorder.records_of(run)]
+        kernels = torch.stack([r.kernel for r in records])
+        if kernels.shape[1:] != (len(labels), len(labels)):
+            raise CondenseError(f"{path}: kernels of shape {tuple(kernels.shape[1:])}, expected the ({len(labels)}, {len(labels)}) trace NTK of the probe")
+        found.append(ProbeKernels(method, unit_seed, torch.tensor([float(r.time) for r in records]), kernels, labels,
+                                  float(recorder.info.get("final_test_accuracy", math.nan))))
+    if not found:
+        raise CondenseError(f"{run_dir / 'kernels'} holds no kernel recording" + (f" of seed {seed}" if seed is not None else ""))
+    order = {m: i for i, m in enumerate(ordered_methods(k.method for k in found))}
+    return sorted(found, key=lambda k: (order[k.method], k.seed))
+
+
+def _cosine_normalised(kernel: Tensor) -> Tensor:
+    """``K_nm / √(K_nn K_mm)``: the kernel's correlation matrix, ``(P, P)`` in [-1, 1]."""
+    diagonal = kernel.diagonal().clamp_min(1e-30).sqrt()
+    return kernel / diagonal[:, None] / diagonal[None, :]
+
+
+def alignment_rows(kernels: Sequence[ProbeKernels]) -> list[dict[str, Any]]:
+    """Tidy rows ``method, seed, time, alignment`` (centred kernel-label alignment at every recorded time)."""
+    from dynamics.velocity import kernel_label_alignment
+
+    return [
+        {"method": k.method, "seed": k.seed, "time": float(t), "alignment": kernel_label_alignment(kernel, k.labels)}
+        for k in kernels for t, kernel in zip(k.times, k.kernels)
+    ]
+
+
+def kernel_heatmaps(
+    run_dir: str | Path, out: str | Path | None = None, *, seed: int = 0, formats: Sequence[str] = ("pdf", "png"),
+) -> tuple[Any, list[Path]]:
+    """Heat maps of the class-sorted probe kernel: at initialisation, then after training per method.
+
+    One panel per distinct initial kernel (all methods of a seed share θ₀, so usually one), then
+    one per method at its last recorded time; each kernel shown as ``K_nm / √(K_nn K_mm)`` on one
+    colour scale, titled with its centred kernel-label alignment. Returns the figure and, when
+    ``out`` is given, the files written there as ``kernel_heatmaps.<format>``.
+    """
+    from dynamics.velocity import kernel_label_alignment
+
+    kernels = load_probe_kernels(run_dir, seed)
+    use_paper_style()
+    import matplotlib.pyplot as plt
+
+    panels: list[tuple[str, Tensor, Tensor]] = []
+    for k in kernels:
+        if not any(torch.equal(k.kernels[0], kernel) for title, kernel, _ in panels if title.startswith("init")):
+            panels.append((f"init (θ₀, {k.method})" if panels else "init (θ₀, shared)", k.kernels[0], k.labels))
+    for k in kernels:
+        panels.append((f"{method_name(k.method)}, epoch {int(k.times[-1])}", k.kernels[-1], k.labels))
+    fig, axes = plt.subplots(1, len(panels), figsize=(1.25 * len(panels) + 0.6, 1.6), squeeze=False)
+    image = None
+    for ax, (title, kernel, labels) in zip(axes[0], panels):
+        image = ax.imshow(_cosine_normalised(kernel).numpy(), cmap="viridis", vmin=-1 if kernel.min() < 0 else 0, vmax=1, interpolation="nearest")
+        ax.set_title(f"{title}\nalignment {kernel_label_alignment(kernel, labels):.2f}", fontsize=6)
+        boundaries = torch.nonzero(labels[1:] != labels[:-1]).flatten() + 0.5
+        for b in boundaries.tolist():
+            ax.axhline(b, color="white", linewidth=0.3)
+            ax.axvline(b, color="white", linewidth=0.3)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    axes[0][0].set_ylabel("probe images, sorted by class")
+    fig.colorbar(image, ax=axes[0].tolist(), fraction=0.02, pad=0.01, label="K$_{nm}$/√(K$_{nn}$K$_{mm}$)")
+    fig.suptitle(f"probe NTK, seed {seed} ({Path(run_dir).name})", fontsize=7, y=1.08)
+    written = []
+    if out is not None:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        written = save_figure(fig, out, "kernel_heatmaps", formats)
+    return fig, written
 
 
 def make_figures(run_dir: str | Path, out: str | Path | None = None, *, formats: Sequence[str] = ("pdf", "png")) -> list[Path]:
@@ -210,7 +280,7 @@ def make_figures(run_dir: str | Path, out: str | Path | None = None, *, formats:
         raise CondenseError(f"{csv_path} has no rows yet (no finished unit)")
     time_unit = rows[0].get("time_unit", "epoch")
     caption = _caption(rows, config)
-    _style()
+    use_paper_style()
     import matplotlib.pyplot as plt
 
     written: list[Path] = []
@@ -222,7 +292,7 @@ def make_figures(run_dir: str | Path, out: str | Path | None = None, *, formats:
         ax.set_ylabel(ylabel)
         ax.set_title(caption, fontsize=6)
         ax.legend(frameon=False, loc="best")
-        written += _save(fig, out, stem, formats)
+        written += save_figure(fig, out, stem, formats)
         plt.close(fig)
 
     fig, axes = plt.subplots(1, 3, figsize=(3 * COLUMN_WIDTH * 0.75, 2.2))
@@ -233,7 +303,7 @@ def make_figures(run_dir: str | Path, out: str | Path | None = None, *, formats:
     axes[0].legend(frameon=False, loc="best")
     fig.suptitle(caption, fontsize=7)
     fig.tight_layout()
-    written += _save(fig, out, "dynamics", formats)
+    written += save_figure(fig, out, "dynamics", formats)
     plt.close(fig)
 
     synthesis_path = run_dir / "synthesis.csv"
@@ -249,8 +319,13 @@ def make_figures(run_dir: str | Path, out: str | Path | None = None, *, formats:
             ax.set_ylabel("kernel velocity (inner loop)")
             ax.set_title(f"condensation inner loop (θ trained on S), iteration {', '.join(map(str, iterations))}\n{caption}", fontsize=6)
             ax.legend(frameon=False, loc="best")
-            written += _save(fig, out, "synthesis_velocity", formats)
+            written += save_figure(fig, out, "synthesis_velocity", formats)
             plt.close(fig)
+    if any((run_dir / "kernels").glob("*.pt")):
+        seeds = sorted({int(r["seed"]) for r in rows if isinstance(r.get("seed"), float) and math.isfinite(r["seed"])})
+        fig, heatmaps = kernel_heatmaps(run_dir, out, seed=seeds[0] if seeds else 0, formats=formats)
+        written += heatmaps
+        plt.close(fig)
     return written
 
 

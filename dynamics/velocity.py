@@ -54,6 +54,7 @@ __all__ = [
     "kernel_distance",
     "kernel_velocity",
     "distance_from_init",
+    "kernel_label_alignment",
     "trajectory_from_kernels",
     "class_balanced_probe",
 ]
@@ -117,6 +118,23 @@ def distance_from_init(kernels: Sequence[Tensor]) -> Tensor:
     if len(kernels) < 1:
         raise ValueError("distance_from_init needs at least one kernel")
     return torch.tensor([kernel_distance(kernels[0], k) for k in kernels], dtype=torch.float64)
+
+
+def kernel_label_alignment(kernel: Tensor, labels: Tensor) -> float:
+    """Centred kernel-label alignment ``1 − S(HKH, HYH)`` of a ``(P, P)`` kernel, in ``[-1, 1]``.
+
+    ``Y[n, m] = 1`` when probe images ``n`` and ``m`` share a class (``labels``: ``(P,)``), ``H =
+    I − 11ᵀ/P`` removes the constant part both kernels share (Cortes et al., JMLR 2012). 1 means
+    the kernel is a positive multiple of the class structure after centring, 0 that it is
+    orthogonal to it; like ``S`` it ignores the kernel's scale.
+    """
+    if kernel.dim() != 2 or kernel.shape[0] != kernel.shape[1] or kernel.shape[0] != labels.numel():
+        raise ValueError(f"need a (P, P) kernel and (P,) labels, got {tuple(kernel.shape)} and {tuple(labels.shape)}")
+    size = kernel.shape[0]
+    centring = torch.eye(size, dtype=torch.float64) - 1.0 / size
+    same_class = (labels.reshape(-1, 1) == labels.reshape(1, -1)).to(torch.float64)
+    k = kernel.detach().cpu().to(torch.float64)
+    return 1.0 - kernel_distance(centring @ k @ centring, centring @ same_class @ centring)
 
 
 @dataclass

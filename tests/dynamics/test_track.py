@@ -17,7 +17,7 @@ from dynamics.tracking import KernelRecorder
 from dynamics.velocity import kernel_distance
 
 SMOKE = get_track_preset("smoke")
-FIGURES = ("kernel_velocity", "distance_from_init", "test_accuracy", "dynamics")
+FIGURES = ("kernel_velocity", "distance_from_init", "test_accuracy", "dynamics", "kernel_heatmaps")
 
 
 def _rows(path):

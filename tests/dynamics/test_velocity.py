@@ -141,3 +141,16 @@ def test_class_balanced_probe():
 def test_module_docstring_examples_run():
     result = doctest.testmod(velocity_module)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_kernel_label_alignment_is_one_for_the_class_kernel_and_scale_invariant():
+    from dynamics.velocity import kernel_label_alignment
+
+    labels = torch.tensor([0, 0, 1, 1, 2, 2])
+    same_class = (labels[:, None] == labels[None]).float()
+    assert kernel_label_alignment(same_class, labels) == pytest.approx(1.0)
+    assert kernel_label_alignment(7 * same_class + 3, labels) == pytest.approx(1.0)  # scale and constant removed
+    # the identity: HYH has C - 1 eigenvalues P/C, so <H, HYH> / (|H| |HYH|) = sqrt(C - 1) / sqrt(P - 1)
+    assert kernel_label_alignment(torch.eye(6), labels) == pytest.approx(math.sqrt(2 / 5))
+    with pytest.raises(ValueError, match="need a"):
+        kernel_label_alignment(torch.eye(5), labels)
