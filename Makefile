@@ -2,12 +2,13 @@
 #   make demo   set up .venv, then condense real Fashion-MNIST with DC and DCC (quick preset)
 #               and compare with a random real subset (about 10 min on 2 CPU cores)
 #   make test   set up .venv, then run the test suite
+#   make figures  regenerate the paper's figures (figures/) from the stored results (results/)
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 TORCH  ?= torch==2.13.0
 
-.PHONY: setup data demo test bench study clean-venv
+.PHONY: setup data demo test bench study figures clean-venv
 
 setup: $(VENV)/.installed
 
@@ -43,6 +44,12 @@ bench: setup data
 # The recorded quick-preset study of docs/results.md (resumable: rerun to continue).
 study: setup data
 	$(PY) -m condense study --dataset fashion-mnist --methods random,dc,dcc,dsa,dsac --ipc 1,10 --seeds 0,1,2 --out runs/study-fashion-mnist
+
+# Every figure and table the package can produce, from results/ (runs the small warm-up ablation
+# into runs/ only if it is not stored), then the kernel-velocity figures of the stored track run.
+figures: setup
+	$(PY) -m condense.figures --results results --runs runs --out figures
+	$(PY) -m dynamics.figures results/track-fashion-mnist
 
 clean-venv:
 	rm -rf $(VENV)
