@@ -39,7 +39,10 @@ class EvaluationConfig:
     A fresh network per evaluation; SGD(lr, momentum 0.9, weight decay 5e-4), batch 256,
     ``epochs + 1`` epochs, lr × 0.1 after epoch ``epochs // 2 + 1`` (the optimiser, momentum
     included, is rebuilt then, as in the authors' code). ``epochs=None`` means 300 without
-    augmentation and 1000 with DSA augmentation.
+    augmentation and 1000 with DSA augmentation. ``ensemble`` says how the networks of one
+    architecture are trained: ``"stacked"`` together as one vmapped model (same results up to
+    float rounding; :mod:`condense.ensemble`), ``"one-by-one"``, or ``"auto"`` = stacked on CUDA,
+    one by one on a CPU (where stacking is slower; ``bench/bench_evaluation.py``).
     """
 
     networks: tuple[str, ...] = ("convnet",)
@@ -51,8 +54,11 @@ class EvaluationConfig:
     batch_size: int = 256
     augmentation: Literal["auto", "none", "dsa", "dc"] = "auto"
     test_batch_size: int = 2048
+    ensemble: Literal["auto", "stacked", "one-by-one"] = "auto"
 
     def __post_init__(self) -> None:
+        if self.ensemble not in ("auto", "stacked", "one-by-one"):
+            raise ConfigError(f"unknown ensemble mode {self.ensemble!r}; choose auto, stacked or one-by-one")
         if self.num_networks < 1:
             raise ConfigError(f"evaluation needs at least one network, got num_networks={self.num_networks}")
         if self.epochs is not None and self.epochs < 1:

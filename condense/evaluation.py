@@ -27,6 +27,7 @@ from condense.artifacts import SyntheticSet
 from condense.augment import DSA, DCAugment
 from condense.config import EvaluationConfig
 from condense.data import ImageDataset
+from condense.ensemble import stack_size, train_and_test_stacked, use_stacking
 from condense.errors import ConfigError
 from condense.hooks import Callback, notify
 from condense.networks import build_network
@@ -145,14 +146,32 @@ def evaluate_images(
     total = len(config.networks) * config.num_networks
     with tqdm(total=total, desc=f"evaluate {key}", disable=not progress, unit="net", leave=False) as bar:
         for arch in config.networks:
+            generators = [derive_generator(seed, "evaluation", key, arch, index) for index in range(config.num_networks)]
+
+            def fresh_network(index: int) -> nn.Module:
+                with seeded_global_rng(generators[index]):
+                    return build_network(arch, channels, dataset.num_classes, size).to(device)
+
             results[arch] = []
+            first = fresh_network(0)
+            if use_stacking(config, device, first, config.num_networks, has_callbacks=bool(callbacks)):
+                step = stack_size(config.batch_size, len(train_images))
+                for start in range(0, config.num_networks, step):
+                    indices = range(start, min(start + step, config.num_networks))
+                    networks = [first if i == 0 else fresh_network(i) for i in indices]
+                    trained = train_and_test_stacked(
+                        networks, train_images, train_labels, test_images, test_labels, config,
+                        augmentation=augmentation, generators=[generators[i] for i in indices], tag=f"{key}/{arch}",
+                    )
+                    results[arch].extend(r.test_accuracy for r in trained)
+                    bar.update(len(trained))
+                    bar.set_postfix(acc=f"{100 * sum(results[arch]) / len(results[arch]):.1f}")
+                continue
             for index in range(config.num_networks):
-                generator = derive_generator(seed, "evaluation", key, arch, index)
-                with seeded_global_rng(generator):
-                    network = build_network(arch, channels, dataset.num_classes, size).to(device)
+                network = first if index == 0 else fresh_network(index)
                 result = train_and_test(
                     network, train_images, train_labels, test_images, test_labels, config,
-                    augmentation=augmentation, generator=generator, callbacks=callbacks, tag=f"{key}/{arch}/{index}",
+                    augmentation=augmentation, generator=generators[index], callbacks=callbacks, tag=f"{key}/{arch}/{index}",
                 )
                 results[arch].append(result.test_accuracy)
                 bar.update(1)
