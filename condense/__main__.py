@@ -61,16 +61,16 @@ def _print_evaluations(run_dir: Path) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from condense.artifacts import SyntheticSet
-    from condense.config import CondenseConfig, EvaluationConfig
-    from condense.evaluation import evaluate_synthetic_set, mean_std
+    from condense.config import EvaluationConfig
+    from condense.crossarch import resolve_networks
+    from condense.evaluation import default_augmentation, evaluate_synthetic_set, mean_std
 
     synthetic = SyntheticSet.load(args.synthetic)
-    base = CondenseConfig.from_dict(synthetic.config) if "method" in synthetic.config else None
     evaluation = EvaluationConfig(
-        networks=tuple(args.networks.split(",")) if args.networks else ("convnet",),
-        num_networks=args.num_networks, epochs=args.epochs,
+        networks=resolve_networks(args.networks) if args.networks else ("convnet",),
+        num_networks=args.num_networks, epochs=args.epochs, augmentation=args.augmentation or "auto", ensemble=args.ensemble,
     )
-    augmentation = args.augmentation or (base.replace(evaluation=evaluation).evaluation_augmentation if base else "none")
+    augmentation = default_augmentation(synthetic, evaluation)
     dataset = _load(synthetic.dataset, args)
     results = evaluate_synthetic_set(synthetic, dataset, evaluation, augmentation=augmentation, seed=args.seed, key="cli", device=args.device, progress=not args.no_progress)
     print(f"{synthetic.method} ipc {synthetic.ipc} on {synthetic.dataset} (iteration {synthetic.iteration}), augmentation {augmentation}:")
@@ -103,6 +103,34 @@ def cmd_study(args: argparse.Namespace) -> int:
         shard=_parse_shard(args.shard),
     )
     print(f"\nConvNet test accuracy (%), {dataset.name}, presets {args.preset_prefix}*:\n")
+    print(table)
+    return 0
+
+
+def cmd_crossarch(args: argparse.Namespace) -> int:
+    from condense.artifacts import SyntheticSet
+    from condense.config import EvaluationConfig
+    from condense.crossarch import find_synthetic_set, resolve_networks, run_cross_architecture
+
+    sets = {}
+    for given in args.sets:
+        path = find_synthetic_set(given)
+        name = Path(given).name if Path(given).is_dir() else path.stem
+        if name in sets:
+            raise ConfigError(f"two sets are named {name!r}; give run directories with distinct names")
+        sets[name] = path
+    datasets = {SyntheticSet.load(path).dataset for path in sets.values()}
+    if len(datasets) != 1:
+        raise ConfigError(f"the sets come from different datasets ({', '.join(sorted(datasets))}); compare one dataset at a time")
+    networks = resolve_networks(args.networks)
+    evaluation = EvaluationConfig(num_networks=args.num_networks, epochs=args.epochs, ensemble=args.ensemble)
+    out = Path(args.out or f"runs/crossarch-{datasets.pop()}")
+    dataset = _load(SyntheticSet.load(next(iter(sets.values()))).dataset, args)
+    table = run_cross_architecture(
+        sets, networks, evaluation, dataset, out, seed=args.seed, device=args.device,
+        progress=not args.no_progress, shard=_parse_shard(args.shard),
+    )
+    print(f"\nTest accuracy (%) of each architecture trained on each set ({dataset.name}), mean ± std over {args.num_networks} networks:\n")
     print(table)
     return 0
 
@@ -190,8 +218,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="evaluate a saved synthetic set by the paper's protocol")
     p.add_argument("synthetic")
-    p.add_argument("--networks", default=None, help="comma-separated architectures (default convnet)")
+    p.add_argument("--networks", default=None, help="comma-separated architectures or groups 'pool', 'ablations' (default convnet)")
     p.add_argument("--num-networks", type=int, default=20)
+    p.add_argument("--ensemble", choices=["auto", "stacked", "one-by-one"], default="auto", help="train the networks together as one vmapped model (auto: on CUDA)")
     p.add_argument("--epochs", type=int, default=None, help="default 300, or 1000 with DSA augmentation")
     p.add_argument("--augmentation", choices=["none", "dsa", "dc"], default=None)
     p.add_argument("--seed", type=int, default=0)
@@ -220,6 +249,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="FIELD=VALUE")
     common(p)
     p.set_defaults(func=cmd_study)
+
+    p = sub.add_parser("crossarch", help="evaluate saved sets on other architectures (resumable table)")
+    p.add_argument("sets", nargs="+", help="run directories (with synthetic.pt) or .pt files, all of one dataset")
+    p.add_argument("--networks", default="pool", help="architectures and/or groups: pool (MLP, ConvNet, LeNet, AlexNet, VGG11, ResNet18), ablations (ConvNet variants)")
+    p.add_argument("--num-networks", type=int, default=20)
+    p.add_argument("--epochs", type=int, default=None, help="default 300, or 1000 with DSA augmentation")
+    p.add_argument("--ensemble", choices=["auto", "stacked", "one-by-one"], default="auto")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None, help="default runs/crossarch-<dataset>")
+    p.add_argument("--shard", default="0/1", help="I/N: run only (set, architecture) pairs I, I+N, ...")
+    common(p)
+    p.set_defaults(func=cmd_crossarch)
 
     p = sub.add_parser("continual", help="class-incremental learning with a condensed memory (PAPER.md §9)")
     p.add_argument("--preset", default=None, help="a continual preset (see --list)")

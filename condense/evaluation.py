@@ -36,7 +36,7 @@ from condense.training import Augmentation, accuracy, train_epoch
 
 log = logging.getLogger("condense.evaluation")
 
-__all__ = ["learning_rates", "TrainResult", "train_and_test", "evaluate_images", "evaluate_synthetic_set", "mean_std", "evaluation_augmentation"]
+__all__ = ["learning_rates", "TrainResult", "train_and_test", "evaluate_images", "evaluate_synthetic_set", "default_augmentation", "mean_std", "evaluation_augmentation"]
 
 
 def _dsa_augmentation() -> Augmentation:
@@ -195,6 +195,19 @@ def evaluate_synthetic_set(
     if synthetic.num_classes != dataset.num_classes or tuple(synthetic.mean) != tuple(dataset.mean):
         raise ConfigError(f"synthetic set of {synthetic.dataset!r} does not match dataset {dataset.name!r} (classes or normalisation differ)")
     return evaluate_images(synthetic.images, synthetic.labels, dataset, config, augmentation=augmentation, seed=seed, key=key, device=device, progress=progress, callbacks=callbacks)
+
+
+def default_augmentation(synthetic: SyntheticSet, evaluation: EvaluationConfig) -> str:
+    """The protocol's training augmentation for a saved set: its condensation config's choice
+    (DSA for DSA/DSAC sets; DC-style for MNIST DC/DCC; else none), ``evaluation.augmentation``
+    if that is not ``auto``, and ``none`` for a set without a condensation config (a baseline)."""
+    if evaluation.augmentation != "auto":
+        return evaluation.augmentation
+    if "method" not in synthetic.config:
+        return "none"
+    from condense.config import CondenseConfig
+
+    return CondenseConfig.from_dict(synthetic.config).replace(evaluation=evaluation).evaluation_augmentation
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
