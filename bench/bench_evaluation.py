@@ -31,8 +31,6 @@ reduced mix is representative — per-phase times are printed too.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -47,9 +45,10 @@ from condense.augment import DSA, DCAugment
 from condense.baselines import random_subset
 from condense.config import EvaluationConfig
 from condense.data import ImageDataset, load_dataset
-from condense.evaluation import evaluate_images, learning_rates
+from condense.evaluation import evaluate_images
 from condense.networks import build_network
 from condense.runtime import derive_generator, resolve_device, seeded_global_rng
+from machine import describe_machine  # bench/machine.py
 
 IMPLEMENTATIONS = ("original", "package", "stacked")
 
@@ -154,17 +153,6 @@ def run_case(impl: str, case: Case, dataset: ImageDataset, test_subset: ImageDat
     return Timing(time.perf_counter() - started, accuracies)
 
 
-def machine(device: torch.device, threads: int) -> str:
-    if device.type == "cuda":
-        return f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}"
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, {threads} torch thread(s), torch {torch.__version__}"
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ipc", default="1,10,50", help="ipc values evaluated without augmentation")
@@ -188,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     config = EvaluationConfig(num_networks=args.networks, epochs=args.epochs)
     cases = [Case(int(i), "none") for i in args.ipc.split(",") if i] + [Case(int(i), "dsa") for i in args.dsa_ipc.split(",") if i]
 
-    print(f"# evaluation protocol benchmark — {machine(device, torch.get_num_threads())}")
+    print(f"# evaluation protocol benchmark — {describe_machine(torch.get_num_threads(), device)}")
     print(f"# {args.networks} ConvNets per case × {args.epochs}+1 epochs, test on {args.test_images} images; seconds per network")
     rows = ["| case | original (s/net) | package one-by-one (s/net) | stacked (s/net) | package vs original | stacked vs original | stacked vs package | mean acc (orig / pkg / stacked) |", "|---|---:|---:|---:|---:|---:|---:|---|"]
     for case in cases:

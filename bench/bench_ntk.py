@@ -30,8 +30,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import resource
 import subprocess
 import sys
@@ -45,6 +43,8 @@ if str(ROOT) not in sys.path:
 
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
+
+from machine import describe_machine  # noqa: E402  (bench/machine.py)
 
 IMPLS = ("naive", "per_example_loop", "layerwise_gradients", "jacobian_contraction", "ntk_vector_products")
 
@@ -106,17 +106,6 @@ def child(args: argparse.Namespace) -> None:
     print(json.dumps({"impl": args.impl, "n": args.n, "seconds": seconds, "peak_rss_mib": (rss1 - rss0) / 1024}))
 
 
-def machine() -> str:
-    name = platform.processor() or "unknown CPU"
-    try:
-        for line in subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout.splitlines():
-            if line.startswith("Model name:"):
-                name = line.split(":", 1)[1].strip()
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    return f"{name}, {os.cpu_count()} cores, torch {torch.__version__}"
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[100, 250, 500], help="probe sizes N")
@@ -147,7 +136,7 @@ def main(argv: list[str] | None = None) -> None:
 
     model, source = default_convnet()
     n_params = sum(p.numel() for p in model.parameters())
-    print(f"# machine: {machine()}; threads per run: {args.threads}; fastest of {args.repeats} run(s)")
+    print(f"# machine: {describe_machine()}; threads per run: {args.threads}; fastest of {args.repeats} run(s)")
     print(f"# model: {source}; {n_params:,} parameters, 10 logits; mode={args.mode}")
     results = []
     with tempfile.TemporaryDirectory() as tmp:

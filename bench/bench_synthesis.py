@@ -54,9 +54,7 @@ import argparse
 import json
 import multiprocessing as mp
 import os
-import platform
 import resource
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -70,6 +68,8 @@ for path in (HERE, HERE.parent):
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+
+from machine import describe_machine  # noqa: E402  (bench/machine.py)
 
 from condense.augment import DSA  # noqa: E402
 from condense.config import CondenseConfig, EvaluationConfig  # noqa: E402
@@ -323,15 +323,7 @@ def measure_quietly(job: Job, max_other_load: float, retries: int) -> Measuremen
 
 
 def machine_description(threads: int) -> str:
-    name = platform.processor() or "unknown CPU"
-    try:
-        for line in subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout.splitlines():
-            if line.startswith("Model name:"):
-                name = line.split(":", 1)[1].strip()
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    load = " / ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
-    return f"{name}, {os.cpu_count()} cores, torch {torch.__version__}, {threads} thread(s) per run, load average at start {load}"
+    return describe_machine(threads)
 
 
 def _fmt_s(seconds: float) -> str:
