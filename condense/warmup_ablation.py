@@ -24,14 +24,17 @@ Each (variant, seed) is a condensation run directory ``<out>/<variant>-seed<S>/`
 :func:`condense.synthesis.condense_dataset` (resumable; a finished one, with ``DONE``, is
 skipped), evaluated by the protocol at the end. Presets are data (:data:`ABLATION_PRESETS`)::
 
-    >>> from condense.warmup_ablation import get_ablation_preset, variant_config   # doctest: +SKIP
+    >>> from condense import load_dataset                                         # doctest: +SKIP
+    >>> from condense.warmup_ablation import describe, get_ablation_preset, read_warmup_ablation, run_warmup_ablation
     >>> preset = get_ablation_preset("fashion-mnist")
     >>> run_warmup_ablation(preset, load_dataset(preset.dataset), "runs/warmup-ablation-fashion-mnist")
+    >>> print(describe(read_warmup_ablation("runs/warmup-ablation-fashion-mnist")))   # a Markdown table
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -42,6 +45,7 @@ from condense.config import CondenseConfig, parse_overrides
 from condense.data import ImageDataset
 from condense.errors import ConfigError
 from condense.evaluation import mean_std
+from condense.matching import MatchingObjective, matching_objective
 from condense.presets import get_preset
 from condense.study import final_accuracies
 from condense.synthesis import condense_dataset
@@ -50,7 +54,7 @@ log = logging.getLogger("condense.warmup_ablation")
 
 __all__ = [
     "VARIANTS", "AblationPreset", "ABLATION_PRESETS", "get_ablation_preset", "variant_config",
-    "run_warmup_ablation", "VariantResult", "read_warmup_ablation", "describe",
+    "run_warmup_ablation", "VariantResult", "read_warmup_ablation", "classwise_share", "describe",
 ]
 
 #: variant -> one-line description, in plotting order.
@@ -124,12 +128,12 @@ ABLATION_PRESETS: dict[str, AblationPreset] = {
         AblationPreset(
             name="fashion-mnist",
             description="CPU budget (~1 min per run on one loaded core): Fashion-MNIST ipc 1 from noise, width-32 ConvNet, "
-                        "16 iterations of K=10 steps (paper 1000), real batch 32 (256), 3 ConvNet-w32 x 100 epochs (20 x 300), 2 seeds",
+                        "16 iterations of K=10 steps (paper 1000), real batch 32 (256), 3 ConvNet-w32 x 100 epochs (20 x 300), 3 seeds",
             base_preset="quick-fashion-mnist-ipc1-dcc",
             condense_set=("network=convnet-w32", "init=noise", "iterations=16", "real_batch=32", "eval_at=[16]",
                           "checkpoint_every=4", "evaluation.num_networks=3", "evaluation.epochs=100",
                           "evaluation.networks=convnet-w32"),
-            seeds=(0, 1),
+            seeds=(0, 1, 2),
         ),
         AblationPreset(
             name="fashion-mnist-paper",
@@ -195,6 +199,7 @@ class VariantResult:
         accuracies: every evaluation network of every seed, in [0, 1].
         seed_means: ``{seed: mean accuracy of that seed's networks}``.
         outer_warmup, inner_warmup: the config's warm-up (``None`` for ``dc``).
+        classwise_share: the fraction of the run's (iteration, matching step) pairs matched class-wise.
     """
 
     variant: str
@@ -202,6 +207,7 @@ class VariantResult:
     seed_means: dict[int, float]
     outer_warmup: int | None
     inner_warmup: int | None
+    classwise_share: float
 
     @property
     def mean(self) -> float:
@@ -232,29 +238,32 @@ def read_warmup_ablation(out: str | Path, network: str | None = None) -> list[Va
         seed_means: dict[int, float] = {}
         config = None
         for seed, run_dir in sorted(runs[variant].items()):
-            config = CondenseConfig.from_dict(_read_json(run_dir / "config.json"))
+            config = CondenseConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
             found = final_accuracies(run_dir, network or config.evaluation.networks[0])
             if found:
                 accuracies += found
                 seed_means[seed] = mean_std(found)[0]
         if accuracies and config is not None:
             warm = config.method == "dcc"
-            results.append(VariantResult(variant, tuple(accuracies), seed_means,
-                                         config.outer_warmup if warm else None, config.inner_warmup if warm else None))
+            results.append(VariantResult(variant, tuple(accuracies), seed_means, config.outer_warmup if warm else None,
+                                         config.inner_warmup if warm else None, classwise_share(config)))
     return results
 
 
-def _read_json(path: Path) -> dict:
-    import json
-
-    return json.loads(path.read_text())
+def classwise_share(config: CondenseConfig) -> float:
+    """The fraction of (iteration, matching step) pairs of ``config`` that match class-wise (1 for DC/DSA)."""
+    if not config.uses_warmup:
+        return 1.0
+    pairs = [(it, k) for it in range(config.iterations) for k in range(config.steps)]
+    classwise = sum(matching_objective(it, k, config.outer_warmup, config.inner_warmup) is MatchingObjective.CLASSWISE for it, k in pairs)
+    return classwise / max(1, len(pairs))
 
 
 def describe(results: Sequence[VariantResult]) -> str:
     """A Markdown table of :func:`read_warmup_ablation`'s results (accuracy in %)."""
-    lines = ["| variant | outer warm-up O | inner warm-up I | test accuracy (%) | seeds |", "|---|---|---|---|---|"]
+    lines = ["| variant | outer warm-up O | inner warm-up I | class-wise steps | test accuracy (%) | seeds |", "|---|---|---|---|---|---|"]
     for r in results:
         o = "–" if r.outer_warmup is None else str(r.outer_warmup)
         i = "–" if r.inner_warmup is None else str(r.inner_warmup)
-        lines.append(f"| {VARIANTS[r.variant]} | {o} | {i} | {100 * r.mean:.1f} ± {100 * r.std:.1f} (n={len(r.accuracies)}) | {len(r.seed_means)} |")
+        lines.append(f"| {VARIANTS[r.variant]} | {o} | {i} | {100 * r.classwise_share:.1f} % | {100 * r.mean:.1f} ± {100 * r.std:.1f} (n={len(r.accuracies)}) | {len(r.seed_means)} |")
     return "\n".join(lines)

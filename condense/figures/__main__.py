@@ -23,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ablation-preset", default="fashion-mnist", help="warm-up ablation preset whose results are drawn (default fashion-mnist)")
     parser.add_argument("--ablation-when-missing", default=None, help="preset to run when those are missing (e.g. smoke; default the same)")
     parser.add_argument("--no-run", action="store_true", help="never run anything; missing inputs give a note")
+    parser.add_argument("--stored-only", action="store_true", help="read only --results (not --runs) and run nothing: figures of what is committed")
     parser.add_argument("--formats", default="pdf,png", help="comma-separated file formats")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads when the ablation must run (default 1)")
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -45,7 +46,7 @@ def _figures_command(args: argparse.Namespace) -> int:
     if unknown:
         raise ConfigError(f"--only: unknown parts {unknown}; choose from study, fine_grained, warmup")
     config = PaperFigureConfig(
-        results=Path(args.results), runs=Path(args.runs), out=Path(args.out), ablation_preset=args.ablation_preset,
+        results=Path(args.results), runs=None if args.stored_only else Path(args.runs), out=Path(args.out), ablation_preset=args.ablation_preset,
         ablation_when_missing=args.ablation_when_missing, run_missing=not args.no_run,
         formats=tuple(f for f in args.formats.split(",") if f),
     )

@@ -47,7 +47,8 @@ class PaperFigureConfig:
 
     Attributes:
         results: committed results (searched first).
-        runs: scratch runs (searched second; a missing ablation is run into it).
+        runs: scratch runs (searched second; a missing ablation is run into it); ``None``: only
+            ``results`` is read and nothing is run.
         out: where figures go.
         study: the study directory name of the benchmark (under ``results``/``runs``).
         fine_grained: the study directory name of the fine-grained comparison.
@@ -61,7 +62,7 @@ class PaperFigureConfig:
     """
 
     results: Path = Path("results")
-    runs: Path = Path("runs")
+    runs: Path | None = Path("runs")
     out: Path = Path("figures")
     study: str = "study-fashion-mnist"
     fine_grained: str = "study-fashion-mnist-upper"
@@ -94,19 +95,26 @@ class FigureReport:
 
 def find_input(config: PaperFigureConfig, name: str) -> tuple[Path | None, str]:
     """``(directory, note)``: ``results/<name>`` if it exists, else ``runs/<name>`` with a note, else ``(None, '')``."""
-    stored, scratch = Path(config.results) / name, Path(config.runs) / name
+    stored = Path(config.results) / name
     if stored.is_dir():
         return stored, ""
-    if scratch.is_dir():
+    scratch = Path(config.runs) / name if config.runs is not None else None
+    if scratch is not None and scratch.is_dir():
         return scratch, f"{name}: read from {scratch} (scratch, not yet stored in {config.results}/)"
     return None, ""
+
+
+def _searched(config: PaperFigureConfig) -> str:
+    return f"{config.results}/" + (f" or {config.runs}/" if config.runs is not None else "")
 
 
 def _study_figures(config: PaperFigureConfig, report: FigureReport, name: str, stem: str, title: str) -> StudyResults | None:
     directory, note = find_input(config, name)
     if directory is None:
-        report.notes.append(f"{title}: no {name} under {config.results}/ or {config.runs}/; produce it with "
-                            f"`python -m condense study ... --out {config.runs}/{name}` (see docs/results.md), then rerun")
+        dataset = name.removeprefix("study-")
+        report.notes.append(f"{title}: no {name} under {_searched(config)}; produce it with `python -m condense study --dataset {dataset} "
+                            f"--methods random,dc,dcc,dsa,dsac --ipc 1,10 --seeds 0,1,2 --out runs/{name}` (see docs/results.md), "
+                            f"copy it to {config.results}/ and rerun")
         return None
     try:
         results = read_study(directory)
@@ -115,7 +123,7 @@ def _study_figures(config: PaperFigureConfig, report: FigureReport, name: str, s
         return None
     if note:
         report.notes.append(note + f"; {results.cells} finished cells")
-    label = f"{title} ({directory.name}, {results.cells} cells)"
+    label = f"{title} ({directory.name}, {results.cells} cells" + (f", partial: read from {directory.parent.name}/)" if note else ")")
     report.written += study_chart(results, title=label, out=config.out, stem=stem, formats=config.formats)[1]
     budget = budget_note(results)
     report.tables[label] = results.table + (f"\n\nTest accuracy (%), mean ± std over networks × seeds; {budget}." if budget else "")
@@ -131,7 +139,7 @@ def _study_figures(config: PaperFigureConfig, report: FigureReport, name: str, s
                                 f"have a finished seed-{config.grid_seed} set in {directory}")
             continue
         iterations = {s.iteration for s in sets.values()}
-        reduced = f"; reduced (quick) budget: {max(iterations)} iterations (paper 1000)" if max(iterations) < 1000 else ""
+        reduced = f"\nreduced (quick) budget: {max(iterations)} iterations (paper 1000)" if max(iterations) < 1000 else ""
         grid_title = f"{directory.name}, ipc {ipc}, seed {config.grid_seed}{reduced}"
         report.written += synthetic_set_comparison(sets, title=grid_title, out=config.out, stem=f"{prefix}images_ipc{ipc}", formats=config.formats)[1]
     return results
@@ -142,8 +150,8 @@ def _warmup_figures(config: PaperFigureConfig, report: FigureReport) -> None:
     directory, note = find_input(config, name)
     if directory is None or not any(directory.glob("*-seed*/DONE")):
         preset_name = config.ablation_when_missing or config.ablation_preset
-        if not config.run_missing:
-            report.notes.append(f"warm-up ablation: no {name} under {config.results}/ or {config.runs}/; "
+        if not config.run_missing or config.runs is None:
+            report.notes.append(f"warm-up ablation: no {name} under {_searched(config)}; "
                                 f"run `python -m condense.figures` without --no-run to produce it")
             return
         from condense.data import load_dataset

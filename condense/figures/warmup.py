@@ -57,7 +57,7 @@ def warmup_ablation_figure(
         seeds = [100 * v for v in result.seed_means.values()]
         bars.scatter(seeds, [y] * len(seeds), s=4, color="black", zorder=3, linewidths=0)
         bars.text(100 * (result.mean + result.std) + 1, y, f"{100 * result.mean:.1f}", va="center", fontsize=6)
-    bars.set_yticks(range(len(results)), [VARIANTS[r.variant] for r in reversed(results)])
+    bars.set_yticks(range(len(results)), [f"{VARIANTS[r.variant]}\n({100 * r.classwise_share:.0f} % class-wise steps)" for r in reversed(results)])
     bars.set_xlabel("test accuracy (%)")
     bars.set_xlim(0, min(100, max(100 * (r.mean + r.std) for r in results) + 12))
 

@@ -12,7 +12,7 @@ from condense.figures import PaperFigureConfig, class_mosaic, make_paper_figures
 from condense.figures.__main__ import main
 from condense.matching import MatchingObjective, matching_objective
 from condense.study import finished_cells
-from condense.warmup_ablation import get_ablation_preset, read_warmup_ablation, variant_config
+from condense.warmup_ablation import classwise_share, get_ablation_preset, read_warmup_ablation, variant_config
 
 
 def _cell(study, name, accuracies, *, iterations=15, done=True, images=None):
@@ -90,6 +90,9 @@ def test_cli_reports_missing_inputs_and_rejects_unknown_parts(tmp_path, capsys):
     assert main(["--results", str(tmp_path / "r"), "--runs", str(tmp_path / "s"), "--out", str(tmp_path / "o"), "--no-run"]) == 0
     printed = capsys.readouterr().out
     assert printed.count("note:") == 3 and str(tmp_path / "o" / "paper_figures.md") in printed
+    assert main(["--results", str(tmp_path / "r"), "--out", str(tmp_path / "o"), "--stored-only"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("note:") == 3 and "--stored-only" not in printed and "under " + str(tmp_path / "r") + "/;" in printed
     assert main(["--only", "study,bogus", "--out", str(tmp_path / "o")]) == 2
     assert "unknown parts ['bogus']" in capsys.readouterr().err
 
@@ -115,7 +118,7 @@ def test_variants_put_the_class_wise_region_where_their_names_say(variant, expec
     assert config.seed == 3 and config.init == "noise"
     assert config.method == ("dc" if variant == "dc" else "dcc")
     if variant != "dc":  # DC never consults the warm-up fields
-        assert classwise == want
+        assert classwise == want and classwise_share(config) == want / (n * k)
 
 
 def test_missing_ablation_runs_the_smoke_preset_and_is_drawn(tmp_path):
@@ -128,4 +131,5 @@ def test_missing_ablation_runs_the_smoke_preset_and_is_drawn(tmp_path):
     assert all(0.0 <= a <= 1.0 for r in results for a in r.accuracies) and all(len(r.accuracies) == 1 for r in results)
     assert results[1].outer_warmup == 0 and results[0].outer_warmup is None
     assert any("ran preset 'smoke'" in n for n in report.notes)
-    assert "| DCC, no warm-up | 0 | 0 |" in (tmp_path / "f" / "paper_figures.md").read_text()
+    assert [r.classwise_share for r in results] == [1.0, 0.0, 0.5, 0.25, 0.125]  # smoke: 4 iterations x K=4, O=1, I=2
+    assert "| DCC, no warm-up | 0 | 0 | 0.0 % |" in (tmp_path / "f" / "paper_figures.md").read_text()
