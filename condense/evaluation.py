@@ -36,7 +36,7 @@ from condense.training import Augmentation, accuracy, train_epoch
 
 log = logging.getLogger("condense.evaluation")
 
-__all__ = ["learning_rates", "TrainResult", "train_and_test", "evaluate_images", "evaluate_synthetic_set", "default_augmentation", "mean_std", "evaluation_augmentation"]
+__all__ = ["learning_rates", "TrainResult", "train_and_test", "evaluate_images", "evaluate_synthetic_set", "default_augmentation", "mean_std", "PooledAccuracies", "evaluation_augmentation"]
 
 
 def _dsa_augmentation() -> Augmentation:
@@ -214,3 +214,18 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
     """Mean and population standard deviation (as numpy's default, used by the authors)."""
     mean = sum(values) / len(values)
     return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
+
+
+class PooledAccuracies:
+    """Mixin for a result record with ``accuracies`` (every network of every seed, in [0, 1]):
+    their mean and population std, as the authors report them."""
+
+    accuracies: tuple[float, ...]
+
+    @property
+    def mean(self) -> float:
+        return mean_std(self.accuracies)[0]
+
+    @property
+    def std(self) -> float:
+        return mean_std(self.accuracies)[1]

@@ -19,7 +19,7 @@ from condense.baselines import herding_subset, random_subset, whole_dataset
 from condense.config import METHODS, CondenseConfig
 from condense.data import ImageDataset
 from condense.errors import ConfigError
-from condense.evaluation import evaluate_synthetic_set, mean_std
+from condense.evaluation import PooledAccuracies, evaluate_synthetic_set, mean_std
 from condense.presets import PRESETS, get_preset
 from condense.synthesis import condense_dataset
 
@@ -100,7 +100,7 @@ def finished_cells(out: Path) -> list[Cell]:
 
 
 @dataclass(frozen=True)
-class CellSummary:
+class CellSummary(PooledAccuracies):
     """The final accuracies of one (method, ipc) over the seeds that have any.
 
     Attributes:
@@ -113,15 +113,6 @@ class CellSummary:
     ipc: int
     accuracies: tuple[float, ...]
     seed_means: dict[int, float]
-
-    @property
-    def mean(self) -> float:
-        return mean_std(self.accuracies)[0]
-
-    @property
-    def std(self) -> float:
-        """Population std over all networks of all seeds (as the authors report)."""
-        return mean_std(self.accuracies)[1]
 
     def __str__(self) -> str:
         return f"{100 * self.mean:.1f} ± {100 * self.std:.1f} (n={len(self.accuracies)}, {len(self.seed_means)} seeds)"

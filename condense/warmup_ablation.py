@@ -44,7 +44,7 @@ from condense.artifacts import atomic_write_json
 from condense.config import CondenseConfig, parse_overrides
 from condense.data import ImageDataset
 from condense.errors import ConfigError
-from condense.evaluation import mean_std
+from condense.evaluation import PooledAccuracies, mean_std
 from condense.matching import MatchingObjective, matching_objective
 from condense.presets import get_preset
 from condense.study import final_accuracies
@@ -191,7 +191,7 @@ def run_warmup_ablation(
 
 
 @dataclass(frozen=True)
-class VariantResult:
+class VariantResult(PooledAccuracies):
     """Final test accuracies of one variant over its finished seeds.
 
     Attributes:
@@ -209,13 +209,6 @@ class VariantResult:
     inner_warmup: int | None
     classwise_share: float
 
-    @property
-    def mean(self) -> float:
-        return mean_std(self.accuracies)[0]
-
-    @property
-    def std(self) -> float:
-        return mean_std(self.accuracies)[1]
 
 
 def read_warmup_ablation(out: str | Path, network: str | None = None) -> list[VariantResult]:
