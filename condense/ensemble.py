@@ -125,6 +125,13 @@ class StackedNetworks:
         """Member ``index``'s parameters and buffers (detached copies), as a ``state_dict``."""
         return {name: t[index].detach().clone() for name, t in {**self.params, **self.buffers}.items()}
 
+    @torch.no_grad()
+    def set_member_state(self, index: int, state: dict[str, Tensor]) -> None:
+        """Overwrite member ``index``'s parameters and buffers with ``state`` (as :meth:`member_state` gives)."""
+        stacked = {**self.params, **self.buffers}
+        for name, tensor in state.items():
+            stacked[name][index].copy_(tensor)
+
     def load_into(self, networks: Sequence[nn.Module]) -> None:
         """Copy the stacked state back into ``networks`` (e.g. to keep using them one by one)."""
         for index, network in enumerate(networks):
@@ -195,26 +202,17 @@ def train_and_test_stacked(
     weights. A member whose training loss becomes non-finite is scored with its weights at the end
     of that epoch, as when trained alone (the others go on).
     """
-    from condense.evaluation import TrainResult, evaluation_augmentation, learning_rates
+    from condense.evaluation import TrainResult, evaluation_augmentation, protocol_optimizers
 
     if len(generators) != len(networks):
         raise ValueError(f"{len(networks)} networks but {len(generators)} generators")
-    epochs = config.resolved_epochs(augmentation)
     augment = evaluation_augmentation(augmentation)
-    schedule = learning_rates(epochs, config.lr)
     stacked = StackedNetworks(networks)
-
-    def make_optimizer(lr: float) -> torch.optim.Optimizer:
-        return torch.optim.SGD(stacked.parameters(), lr=lr, momentum=config.momentum, weight_decay=config.weight_decay)
-
-    optimizer = make_optimizer(schedule[0])
     size = len(networks)
     losses = torch.full((size,), math.nan, dtype=torch.float64)
     train_accs = torch.full((size,), math.nan, dtype=torch.float64)
     frozen: dict[int, dict[str, Tensor]] = {}  # members stopped by a non-finite loss: their final state
-    for epoch, lr in enumerate(schedule):
-        if epoch > 0 and lr != schedule[epoch - 1]:
-            optimizer = make_optimizer(lr)  # rebuilt, momentum included, as one by one
+    for epoch, optimizer in protocol_optimizers(stacked.parameters(), config, config.resolved_epochs(augmentation)):
         epoch_loss, epoch_acc = _stacked_epoch(
             stacked, optimizer, train_images, train_labels, batch_size=config.batch_size, generators=generators, augment=augment
         )
@@ -228,10 +226,7 @@ def train_and_test_stacked(
         if len(frozen) == size:
             break
     for m, state in frozen.items():
-        for name, tensor in state.items():
-            target = stacked.params.get(name, stacked.buffers.get(name))
-            with torch.no_grad():
-                target[m].copy_(tensor)
+        stacked.set_member_state(m, state)
     test_accs = stacked_accuracy(stacked, test_images, test_labels, config.test_batch_size)
     stacked.load_into(networks)
     return [

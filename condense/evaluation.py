@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -36,7 +36,7 @@ from condense.training import Augmentation, accuracy, train_epoch
 
 log = logging.getLogger("condense.evaluation")
 
-__all__ = ["learning_rates", "TrainResult", "train_and_test", "evaluate_images", "evaluate_synthetic_set", "default_augmentation", "mean_std", "PooledAccuracies", "evaluation_augmentation"]
+__all__ = ["learning_rates", "protocol_optimizers", "TrainResult", "train_and_test", "evaluate_images", "evaluate_synthetic_set", "default_augmentation", "mean_std", "PooledAccuracies", "evaluation_augmentation"]
 
 
 def _dsa_augmentation() -> Augmentation:
@@ -71,6 +71,19 @@ def learning_rates(epochs: int, lr: float) -> list[float]:
     return [lr if epoch <= decay_after else lr * 0.1 for epoch in range(epochs + 1)]
 
 
+def protocol_optimizers(parameters: Sequence[Tensor], config: EvaluationConfig, epochs: int) -> Iterator[tuple[int, torch.optim.Optimizer]]:
+    """Each of the ``epochs + 1`` epochs with the SGD optimiser to train it with (over ``parameters``).
+
+    The optimiser is rebuilt, momentum included, when the learning rate drops, as the authors do.
+    """
+    schedule = learning_rates(epochs, config.lr)
+    optimizer: torch.optim.Optimizer | None = None
+    for epoch, lr in enumerate(schedule):
+        if optimizer is None or lr != schedule[epoch - 1]:
+            optimizer = torch.optim.SGD(parameters, lr=lr, momentum=config.momentum, weight_decay=config.weight_decay)
+        yield epoch, optimizer
+
+
 @dataclass(frozen=True)
 class TrainResult:
     test_accuracy: float
@@ -97,18 +110,9 @@ def train_and_test(
         train_images: (N, C, H, W) float32, normalised; train_labels: (N,) int64.
         test_images, test_labels: the real test set, likewise.
     """
-    epochs = config.resolved_epochs(augmentation)
     augment = evaluation_augmentation(augmentation)
-    schedule = learning_rates(epochs, config.lr)
-
-    def make_optimizer(lr: float) -> torch.optim.Optimizer:
-        return torch.optim.SGD(network.parameters(), lr=lr, momentum=config.momentum, weight_decay=config.weight_decay)
-
-    optimizer = make_optimizer(schedule[0])
     loss, train_acc = math.nan, math.nan
-    for epoch, lr in enumerate(schedule):
-        if epoch > 0 and lr != schedule[epoch - 1]:
-            optimizer = make_optimizer(lr)  # the authors rebuild the optimiser, momentum included
+    for epoch, optimizer in protocol_optimizers(list(network.parameters()), config, config.resolved_epochs(augmentation)):
         loss, train_acc = train_epoch(network, optimizer, train_images, train_labels, batch_size=config.batch_size, generator=generator, augment=augment)
         if not math.isfinite(loss):
             log.warning("%s: training loss became %s at epoch %d; the network is scored as it is", tag, loss, epoch)
