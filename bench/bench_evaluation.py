@@ -32,6 +32,7 @@ batch per epoch without augmentation reaches the same accuracy (``tests/bench/``
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -152,7 +153,7 @@ def time_training(impl: str, case: Case, dataset: ImageDataset, tiny_test: Image
         accuracies = original_evaluate(images, labels, test, config, case.augmentation, seed=0, device=device)
     else:
         mode = "stacked" if impl == "stacked" else "one-by-one"
-        result = evaluate_images(images, labels, tiny_test, EvaluationConfig(**{**config.__dict__, "ensemble": mode}), augmentation=case.augmentation, seed=0, key="bench", device=device)
+        result = evaluate_images(images, labels, tiny_test, dataclasses.replace(config, ensemble=mode), augmentation=case.augmentation, seed=0, key="bench", device=device)
         accuracies = result["convnet"]
     _sync(device)
     return Timing(time.perf_counter() - started, accuracies)

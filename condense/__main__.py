@@ -122,10 +122,11 @@ def cmd_crossarch(args: argparse.Namespace) -> int:
     datasets = {SyntheticSet.load(path).dataset for path in sets.values()}
     if len(datasets) != 1:
         raise ConfigError(f"the sets come from different datasets ({', '.join(sorted(datasets))}); compare one dataset at a time")
+    (dataset_name,) = datasets
     networks = resolve_networks(args.networks)
     evaluation = EvaluationConfig(num_networks=args.num_networks, epochs=args.epochs, ensemble=args.ensemble)
-    out = Path(args.out or f"runs/crossarch-{datasets.pop()}")
-    dataset = _load(SyntheticSet.load(next(iter(sets.values()))).dataset, args)
+    out = Path(args.out or f"runs/crossarch-{dataset_name}")
+    dataset = _load(dataset_name, args)
     table = run_cross_architecture(
         sets, networks, evaluation, dataset, out, seed=args.seed, device=args.device,
         progress=not args.no_progress, shard=_parse_shard(args.shard),

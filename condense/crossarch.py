@@ -12,6 +12,7 @@ back as a Markdown table (rows: architectures, columns: sets).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -91,15 +92,18 @@ def run_cross_architecture(
     pairs = [(name, arch) for name in sets for arch in networks]
     index, count = shard
     started = time.perf_counter()
+    loaded: dict[str, SyntheticSet] = {}  # each set read once, when its first pair is due
     for n, (name, arch) in enumerate(pairs):
         target = _cell_path(out, name, arch)
         if n % count != index or target.exists():
             continue
-        synthetic = SyntheticSet.load(sets[name])
+        if name not in loaded:
+            loaded[name] = SyntheticSet.load(sets[name])
+        synthetic = loaded[name]
         augmentation = default_augmentation(synthetic, evaluation)
         log.info("[%d/%d] %s on %s, augmentation %s (%.1f min so far)", n + 1, len(pairs), name, arch, augmentation, (time.perf_counter() - started) / 60)
         cell_started = time.perf_counter()
-        config = EvaluationConfig(**{**evaluation.__dict__, "networks": (arch,)})
+        config = dataclasses.replace(evaluation, networks=(arch,))
         accuracies = evaluate_synthetic_set(synthetic, dataset, config, augmentation=augmentation, seed=seed, key=f"crossarch-{name}", device=device, progress=progress)[arch]
         mean, std = mean_std(accuracies)
         atomic_write_json(
