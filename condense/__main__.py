@@ -29,8 +29,10 @@ log = logging.getLogger("condense")
 
 def _load(name: str, args: argparse.Namespace):
     from condense.data import load_dataset
+    from condense.distributed import main_first
 
-    return load_dataset(name, root=args.data_root, download=not args.offline)
+    with main_first("wait for rank 0 to load the dataset"):  # torchrun: one download, not one per rank
+        return load_dataset(name, root=args.data_root, download=not args.offline)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -100,7 +102,7 @@ def cmd_study(args: argparse.Namespace) -> int:
         dataset, args.out, methods=args.methods.split(","), ipcs=[int(i) for i in args.ipc.split(",")],
         seeds=[int(s) for s in args.seeds.split(",")], preset_prefix=args.preset_prefix,
         overrides=parse_overrides(args.set or []), device=args.device, progress=not args.no_progress,
-        shard=_parse_shard(args.shard),
+        shard=_study_shard(args.shard),
     )
     print(f"\nConvNet test accuracy (%), {dataset.name}, presets {args.preset_prefix}*:\n")
     print(table)
@@ -177,6 +179,18 @@ def _parse_shard(text: str) -> tuple[int, int]:
     return index, count
 
 
+def _study_shard(text: str | None) -> tuple[int, int]:
+    """``--shard I/N``; else this task's place in a Slurm job array; else the whole grid."""
+    from condense.distributed import slurm_array_shard
+
+    if text is not None:
+        return _parse_shard(text)
+    shard = slurm_array_shard()
+    if shard is not None:
+        log.info("Slurm job array: shard %d/%d", *shard)
+    return shard or (0, 1)
+
+
 def cmd_datasets(args: argparse.Namespace) -> int:
     from condense.data import list_datasets
 
@@ -246,7 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--out", required=True)
     p.add_argument("--preset-prefix", default="quick-", help="'quick-' or '' (the paper's presets)")
-    p.add_argument("--shard", default="0/1", help="I/N: run only cells I, I+N, I+2N ... (run N processes with --threads 1 to use N cores)")
+    p.add_argument("--shard", default=None, help="I/N: run only cells I, I+N, I+2N ... (run N processes with --threads 1 to use N cores); "
+                   "default: SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT in a Slurm job array, else 0/1")
     p.add_argument("--set", action="append", metavar="FIELD=VALUE")
     common(p)
     p.set_defaults(func=cmd_study)
@@ -289,9 +304,17 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     return run_command(
-        lambda: args.func(args), verbose=args.verbose, threads=getattr(args, "threads", None),
+        lambda: _run_in_world(args), verbose=args.verbose, threads=getattr(args, "threads", None),
         interrupted="rerun the same command with --resume (run) or as is (study, continual) to continue",
     )
+
+
+def _run_in_world(args: argparse.Namespace) -> int:
+    """The command, in the process group when launched by torchrun (see condense/distributed.py)."""
+    from condense.distributed import distributed_session
+
+    with distributed_session(getattr(args, "device", None)):
+        return args.func(args)
 
 
 if __name__ == "__main__":

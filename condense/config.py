@@ -172,6 +172,7 @@ class CondenseConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "CondenseConfig":
         data = dict(data)
+        data.pop("world_size", None)  # written to config.json by torchrun runs: a fact about the run, not a setting
         evaluation = data.pop("evaluation", None) or {}
         if isinstance(evaluation, dict):
             evaluation = {k: tuple(v) if isinstance(v, list) else v for k, v in evaluation.items()}

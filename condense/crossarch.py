@@ -22,6 +22,7 @@ from pathlib import Path
 from condense.artifacts import SyntheticSet, atomic_write_json
 from condense.config import EvaluationConfig
 from condense.data import ImageDataset
+from condense.distributed import current_world, on_main
 from condense.errors import ConfigError
 from condense.evaluation import default_augmentation, evaluate_synthetic_set, mean_std
 from condense.networks import list_networks
@@ -95,7 +96,7 @@ def run_cross_architecture(
     loaded: dict[str, SyntheticSet] = {}  # each set read once, when its first pair is due
     for n, (name, arch) in enumerate(pairs):
         target = _cell_path(out, name, arch)
-        if n % count != index or target.exists():
+        if n % count != index or on_main(target.exists, "check for a finished pair"):  # torchrun: rank 0 decides
             continue
         if name not in loaded:
             loaded[name] = SyntheticSet.load(sets[name])
@@ -106,6 +107,8 @@ def run_cross_architecture(
         config = dataclasses.replace(evaluation, networks=(arch,))
         accuracies = evaluate_synthetic_set(synthetic, dataset, config, augmentation=augmentation, seed=seed, key=f"crossarch-{name}", device=device, progress=progress)[arch]
         mean, std = mean_std(accuracies)
+        if not current_world().is_main:  # torchrun: the networks were split over the ranks; rank 0 writes
+            continue
         atomic_write_json(
             {"set": name, "source": str(sets[name]), "method": synthetic.method, "ipc": synthetic.ipc, "network": arch,
              "augmentation": augmentation, "accuracies": accuracies, "mean": mean, "std": std,

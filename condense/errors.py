@@ -23,3 +23,7 @@ class ConfigError(CondenseError, ValueError):
 
 class NonFiniteLossError(CondenseError, FloatingPointError):
     """A loss became NaN or infinite; the run stops and keeps its last good checkpoint."""
+
+
+class DistributedError(CondenseError, RuntimeError):
+    """A distributed job lost a rank (it died or stopped answering within the collective timeout)."""

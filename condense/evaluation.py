@@ -27,6 +27,7 @@ from condense.artifacts import SyntheticSet
 from condense.augment import DSA, DCAugment
 from condense.config import EvaluationConfig
 from condense.data import ImageDataset
+from condense.distributed import gather_indexed, my_share
 from condense.ensemble import stack_size, train_and_test_stacked, use_stacking
 from condense.errors import ConfigError
 from condense.hooks import Callback, notify
@@ -147,7 +148,8 @@ def evaluate_images(
     train_images, train_labels = train_images.to(device), train_labels.to(device)
     channels, size = train_images.shape[1], tuple(train_images.shape[2:])
     results: dict[str, list[float]] = {}
-    total = len(config.networks) * config.num_networks
+    mine = my_share(config.num_networks)  # torchrun: this rank's networks (all of them in one process)
+    total = len(config.networks) * len(mine)
     with tqdm(total=total, desc=f"evaluate {key}", disable=not progress, unit="net", leave=False) as bar:
         for arch in config.networks:
             generators = [derive_generator(seed, "evaluation", key, arch, index) for index in range(config.num_networks)]
@@ -156,30 +158,31 @@ def evaluate_images(
                 with seeded_global_rng(generators[index]):
                     return build_network(arch, channels, dataset.num_classes, size).to(device)
 
-            results[arch] = []
-            first = fresh_network(0)
-            if use_stacking(config, device, first, config.num_networks, has_callbacks=bool(callbacks)):
+            local: dict[int, float] = {}  # network index -> test accuracy
+            first = fresh_network(mine[0]) if mine else None
+            if first is not None and use_stacking(config, device, first, len(mine), has_callbacks=bool(callbacks)):
                 step = stack_size(config.batch_size, len(train_images))
-                for start in range(0, config.num_networks, step):
-                    indices = range(start, min(start + step, config.num_networks))
-                    networks = [first if i == 0 else fresh_network(i) for i in indices]
+                for start in range(0, len(mine), step):
+                    indices = mine[start : start + step]
+                    networks = [first if i == mine[0] else fresh_network(i) for i in indices]
                     trained = train_and_test_stacked(
                         networks, train_images, train_labels, test_images, test_labels, config,
                         augmentation=augmentation, generators=[generators[i] for i in indices], tag=f"{key}/{arch}",
                     )
-                    results[arch].extend(r.test_accuracy for r in trained)
+                    local.update(zip(indices, (r.test_accuracy for r in trained)))
                     bar.update(len(trained))
-                    bar.set_postfix(acc=f"{100 * sum(results[arch]) / len(results[arch]):.1f}")
-                continue
-            for index in range(config.num_networks):
-                network = first if index == 0 else fresh_network(index)
-                result = train_and_test(
-                    network, train_images, train_labels, test_images, test_labels, config,
-                    augmentation=augmentation, generator=generators[index], callbacks=callbacks, tag=f"{key}/{arch}/{index}",
-                )
-                results[arch].append(result.test_accuracy)
-                bar.update(1)
-                bar.set_postfix(acc=f"{100 * result.test_accuracy:.1f}")
+                    bar.set_postfix(acc=f"{100 * sum(local.values()) / len(local):.1f}")
+            else:
+                for index in mine:
+                    network = first if index == mine[0] else fresh_network(index)
+                    result = train_and_test(
+                        network, train_images, train_labels, test_images, test_labels, config,
+                        augmentation=augmentation, generator=generators[index], callbacks=callbacks, tag=f"{key}/{arch}/{index}",
+                    )
+                    local[index] = result.test_accuracy
+                    bar.update(1)
+                    bar.set_postfix(acc=f"{100 * result.test_accuracy:.1f}")
+            results[arch] = gather_indexed(local, config.num_networks, f"gather of the {arch} accuracies")
     return results
 
 

@@ -18,6 +18,7 @@ from condense.artifacts import MetricsLog, atomic_write_bytes, atomic_write_json
 from condense.baselines import herding_subset, random_subset, whole_dataset
 from condense.config import METHODS, CondenseConfig
 from condense.data import ImageDataset
+from condense.distributed import current_world, on_main
 from condense.errors import ConfigError
 from condense.evaluation import PooledAccuracies, evaluate_synthetic_set, mean_std
 from condense.presets import PRESETS, get_preset
@@ -55,7 +56,7 @@ def cell_config(preset_prefix: str, dataset: str, cell: Cell, overrides: dict | 
 def run_cell(cell: Cell, config: CondenseConfig, dataset: ImageDataset, out: Path, *, device=None, progress: bool = True) -> None:
     """Run one cell to completion (resuming if it was interrupted)."""
     run_dir = out / cell.name
-    if (run_dir / "DONE").exists():
+    if on_main(lambda: (run_dir / "DONE").exists(), "check for a finished cell"):  # torchrun: rank 0 decides for all
         return
     if cell.method in METHODS:
         condense_dataset(config, dataset, run_dir, device=device, resume=True, progress=progress)
@@ -66,6 +67,8 @@ def run_cell(cell: Cell, config: CondenseConfig, dataset: ImageDataset, out: Pat
     chosen = SELECTION_BASELINES[cell.method](dataset, cell.ipc, cell.seed)
     augmentation = "dc" if config.evaluation_augmentation == "dc" else "none"
     results = evaluate_synthetic_set(chosen, dataset, config.evaluation, augmentation=augmentation, seed=cell.seed, key=cell.method, device=device, progress=progress)
+    if not current_world().is_main:  # torchrun: the networks were split over the ranks; rank 0 writes
+        return
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json({"baseline": cell.method, "ipc": cell.ipc, "seed": cell.seed, "evaluation": config.to_dict()["evaluation"]}, run_dir / "config.json")
     metrics = MetricsLog(run_dir / "metrics.jsonl")
@@ -173,6 +176,8 @@ def run_study(
         log.info("[%d/%d] %s (%.1f min so far)", n + 1, len(cells), cell.name, (time.perf_counter() - started) / 60)
         run_cell(cell, configs[cell], dataset, out, device=device, progress=progress)
     table = summary_table(out, cells)
+    if not current_world().is_main:
+        return table
     minutes = (time.perf_counter() - started) / 60
     text = f"# Study {out.name}: {dataset.name}\n\n{table}\n\nThis invocation took {minutes:.1f} min (cells finished earlier are not re-run).\n"
     atomic_write_bytes(out / "summary.md", text.encode())

@@ -37,8 +37,10 @@ from torch import Tensor, nn
 
 from condense.artifacts import MetricsLog, SyntheticSet, atomic_torch_save, atomic_write_json, save_image_grid
 from condense.augment import DSA
+from condense import class_parallel
 from condense.config import CondenseConfig
 from condense.data import ImageDataset
+from condense.distributed import current_world, on_main
 from condense.errors import ConfigError, NonFiniteLossError
 from condense.hooks import Callback, notify
 from condense.matching import (
@@ -72,11 +74,18 @@ class ClassSampler:
         if empty:
             raise ConfigError(f"classes {empty} have no training images")
 
+    def draw(self, c: int, n: int, generator: torch.Generator) -> Tensor:
+        """Indices of up to ``n`` images of class ``c`` drawn without replacement: (min(n, N_c),) int64.
+
+        Cheap (a permutation of indices): ranks that do not own class ``c`` draw it too, to keep
+        the generator's sequence the same as in one process (:mod:`condense.class_parallel`).
+        """
+        idx = self.indices[c]
+        return idx[torch.randperm(len(idx), generator=generator)[:n].to(idx.device)]
+
     def sample(self, c: int, n: int, generator: torch.Generator) -> Tensor:
         """Up to ``n`` images of class ``c`` drawn without replacement: (min(n, N_c), C, H, W)."""
-        idx = self.indices[c]
-        chosen = idx[torch.randperm(len(idx), generator=generator)[:n].to(idx.device)]
-        return self.images[chosen]
+        return self.images[self.draw(c, n, generator)]
 
     def count(self, c: int) -> int:
         return len(self.indices[c])
@@ -120,6 +129,9 @@ class Condenser:
         self.callbacks = tuple(callbacks)
         images, labels = dataset.normalised_train()
         self.num_classes = dataset.num_classes
+        self.world = current_world()  # torchrun: classes split over ranks (condense/class_parallel.py)
+        if self.world.is_distributed:
+            class_parallel.check_class_split(self.num_classes, self.world)
         self.sampler = ClassSampler(images.to(self.device), labels.to(self.device), self.num_classes)
         self.image_shape = tuple(images.shape[1:])
         self.dsa = DSA() if config.uses_dsa else None
@@ -185,6 +197,8 @@ class Condenser:
 
     def _matching_loss_and_backward(self, network: nn.Module, objective: MatchingObjective, generator: torch.Generator) -> float:
         """Compute the matching loss for one step and accumulate ∇_S L into ``synthetic.grad``."""
+        if self.world.is_distributed:  # torchrun: this rank's classes, then all-reduce (same draws, same result)
+            return class_parallel.matching_loss_and_backward(self, network, objective, generator)
         config = self.config
         ipc = config.ipc
         reals, syns, labels_real = [], [], []
@@ -235,7 +249,10 @@ class Condenser:
             dsa = self.dsa
             augment = lambda x, g: dsa(x, g, siamese=False)  # noqa: E731
         for epoch in range(self.config.epochs_between_steps):
-            train_epoch(network, optimizer, images, self.labels, batch_size=self.config.network_batch, generator=generator, augment=augment)
+            if self.world.is_distributed:  # torchrun: each batch split over the ranks, gradients all-reduced
+                class_parallel.train_epoch_over_ranks(network, optimizer, images, self.labels, batch_size=self.config.network_batch, generator=generator, dsa=self.dsa)
+            else:
+                train_epoch(network, optimizer, images, self.labels, batch_size=self.config.network_batch, generator=generator, augment=augment)
             notify(self.callbacks, "on_synthesis_network_update", iteration=self.iteration, step=step, epoch=epoch, network=network)
 
     # ------------------------------------------------------------------ one iteration
@@ -295,24 +312,35 @@ def condense_dataset(
     checkpoint_path = run_dir / "checkpoint.pt"
     metrics = MetricsLog(run_dir / "metrics.jsonl")
     condenser = Condenser(config, dataset, device=device, callbacks=callbacks)
-    if checkpoint_path.exists():
-        if not resume:
-            raise ConfigError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
-        state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
-        if CondenseConfig.from_dict(state["config"]) != config:
-            raise ConfigError(f"the checkpoint in {run_dir} was made with a different config; resume with the same settings")
+    main = condenser.world.is_main  # torchrun: rank 0 reads and writes the run directory, the others compute
+
+    def prepare() -> tuple[dict[str, Any] | None, set[int]]:
+        """The checkpoint to resume (or None) and the iterations already evaluated; sets up the directory."""
+        state = None
+        if checkpoint_path.exists():
+            if not resume:
+                raise ConfigError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
+            state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
+            if CondenseConfig.from_dict(state["config"]) != config:
+                raise ConfigError(f"the checkpoint in {run_dir} was made with a different config; resume with the same settings")
+            metrics.truncate_after(int(state["iteration"]))
+            log.info("resuming %s at iteration %d", run_dir, int(state["iteration"]))
+        else:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            metrics.path.unlink(missing_ok=True)
+        world_size = {"world_size": condenser.world.size} if condenser.world.is_distributed else {}
+        atomic_write_json({**config.to_dict(), **world_size}, run_dir / "config.json")
+        return state, {r["iteration"] for r in metrics.read() if r.get("event") == "evaluation"}
+
+    state, evaluated = on_main(prepare, "check of the run directory")  # one process: just prepare()
+    if state is not None:
         condenser.load_state_dict(state)
-        metrics.truncate_after(condenser.iteration)
-        log.info("resuming %s at iteration %d", run_dir, condenser.iteration)
-    else:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        metrics.path.unlink(missing_ok=True)
-    atomic_write_json(config.to_dict(), run_dir / "config.json")
-    evaluated = {r["iteration"] for r in metrics.read() if r.get("event") == "evaluation"}
 
     def checkpoint() -> None:
         if not torch.isfinite(condenser.synthetic).all():
             raise NonFiniteLossError(f"synthetic images became non-finite by iteration {condenser.iteration}; the last checkpoint in {run_dir} is kept")
+        if not main:
+            return
         atomic_torch_save(condenser.state_dict(), checkpoint_path)
         synthetic = condenser.synthetic_set()
         synthetic.save(run_dir / "synthetic.pt")
@@ -322,23 +350,25 @@ def condense_dataset(
         if it not in config.evaluation_iterations or it in evaluated:
             return
         synthetic = condenser.synthetic_set()
-        save_image_grid(synthetic.denormalised(), synthetic.labels, run_dir / f"images_it{it:04d}.png", synthetic.class_names)
+        if main:
+            save_image_grid(synthetic.denormalised(), synthetic.labels, run_dir / f"images_it{it:04d}.png", synthetic.class_names)
         if evaluate:
             started = time.perf_counter()
-            result = evaluate_synthetic_set(synthetic, dataset, config.evaluation, augmentation=config.evaluation_augmentation, seed=config.seed, key=f"it{it}", device=condenser.device, progress=progress)
-            for arch, accs in result.items():
+            result = evaluate_synthetic_set(synthetic, dataset, config.evaluation, augmentation=config.evaluation_augmentation, seed=config.seed, key=f"it{it}", device=condenser.device, progress=progress and main)
+            for arch, accs in result.items() if main else ():
                 mean, std = mean_std(accs)
                 metrics.append(event="evaluation", iteration=it, network=arch, accuracies=accs, mean=mean, std=std, seconds=time.perf_counter() - started)
                 log.info("iteration %d: %s accuracy %.2f ± %.2f %% over %d networks", it, arch, 100 * mean, 100 * std, len(accs))
         evaluated.add(it)
 
     maybe_evaluate()
-    bar = tqdm(total=config.iterations, initial=condenser.iteration, desc=f"{config.method} ipc{config.ipc}", disable=not progress, unit="it")
+    bar = tqdm(total=config.iterations, initial=condenser.iteration, desc=f"{config.method} ipc{config.ipc}", disable=not (progress and main), unit="it")
     try:
         while condenser.iteration < config.iterations:
             started = time.perf_counter()
             result = condenser.run_iteration()
-            metrics.append(event="iteration", iteration=condenser.iteration, loss=result.loss, objective=_objective_summary(result.objectives), seconds=time.perf_counter() - started)
+            if main:
+                metrics.append(event="iteration", iteration=condenser.iteration, loss=result.loss, objective=_objective_summary(result.objectives), seconds=time.perf_counter() - started)
             bar.update(1)
             bar.set_postfix(loss=f"{result.loss:.3f}", obj=_objective_summary(result.objectives))
             maybe_evaluate()
@@ -347,5 +377,6 @@ def condense_dataset(
     finally:
         bar.close()
     checkpoint()
-    (run_dir / "DONE").write_text(f"{condenser.iteration}\n")
+    if main:
+        (run_dir / "DONE").write_text(f"{condenser.iteration}\n")
     return condenser.synthetic_set()
