@@ -18,7 +18,7 @@ Matching step (PAPER.md §1–2), with Σ_r the all-reduce sum over ranks:
   entry is one rank's value plus zeros): DC/DSA give the single-process S bit for bit as long as
   the network is (see below).
 - contrastive (DCC/DSAC): L = D(g_S, g_B) with
-  g_B = (1/C) Σ_c ∇θ ℓ(a_c(B_c)) = Σ_r [Σ_{c∈R_r} Σ_{x∈B_c} ∇θ CE(x) / (C·|B_c|)] and
+  g_B = (1/C) Σ_c ∇θ ℓ(a_c(B_c)) = (1/C) Σ_r [Σ_{c∈R_r} ∇θ ℓ(a_c(B_c))] (class by class, as one process) and
   g_S = ∇θ ℓ(S) = Σ_r [Σ_{c∈R_r} Σ_{x∈S_c} ∇θ CE(x) / (C·ipc)] (per-sample losses: instance norm,
   or frozen batch norm). Both sums are one all-reduce; g_S stays differentiable
   (:func:`~condense.distributed.differentiable_all_reduce_sum`, whose backward is the identity
@@ -49,7 +49,7 @@ from condense.distributed import World, all_reduce_sum_, current_world, differen
 from condense.errors import ConfigError
 from condense.matching import MatchingObjective, classwise_matching_loss, contrastive_matching_loss, parameter_gradients
 from condense.networks import has_batchnorm
-from condense.training import train_epoch
+from condense.training import Forward, train_epoch
 
 if TYPE_CHECKING:  # pragma: no cover
     from condense.synthesis import Condenser
@@ -97,8 +97,7 @@ def matching_loss_and_backward(condenser: "Condenser", network: nn.Module, objec
     if objective is MatchingObjective.CLASSWISE:
         class_losses = torch.zeros(num_classes, device=condenser.synthetic.device)  # (C,), one entry per owner
         for c in mine:
-            with condenser._real_autocast():
-                real_grad = parameter_gradients(network, reals[c], condenser._class_label(c, len(reals[c])))
+            real_grad = condenser._real_gradients(network, reals[c], c)
             syn_grad = parameter_gradients(network, syns[c], condenser._class_label(c, ipc), create_graph=True)
             loss = classwise_matching_loss([real_grad], [syn_grad], config.distance)
             if torch.isfinite(loss):  # a non-finite term stops every rank below, after the all-reduce
@@ -111,19 +110,19 @@ def matching_loss_and_backward(condenser: "Condenser", network: nn.Module, objec
             total += value.item()
         return total
 
-    owned = list(mine)
-    real_all = torch.cat([reals[c] for c in owned])
-    real_labels = torch.cat([condenser._class_label(c, len(reals[c])) for c in owned])
-    real_weights = torch.cat([torch.full((len(reals[c]),), 1.0 / (num_classes * len(reals[c])), device=real_all.device) for c in owned])
-    with condenser._real_autocast():
-        real_part = parameter_gradients(network, real_all, real_labels, sample_weights=real_weights)
-    syn_all = torch.cat([syns[c] for c in owned])
+    real_part: list[Tensor] | None = None  # Σ_{c ∈ R_r} ∇θ ℓ(B_c), one class's graph at a time, as one process does
+    for c in mine:
+        grads = condenser._real_gradients(network, reals[c], c)
+        real_part = grads if real_part is None else [a + b for a, b in zip(real_part, grads)]
+    assert real_part is not None
+    syn_all = torch.cat([syns[c] for c in mine])
     syn_labels = condenser.labels[mine.start * ipc : mine.stop * ipc]
     syn_weights = torch.full((len(syn_all),), 1.0 / (num_classes * ipc), device=syn_all.device)
     syn_part = parameter_gradients(network, syn_all, syn_labels, create_graph=True, sample_weights=syn_weights)
     reduced = differentiable_all_reduce_sum([*real_part, *syn_part])  # one collective for g_B and g_S
-    real_mean, syn_grad = reduced[: len(real_part)], reduced[len(real_part) :]
-    loss = contrastive_matching_loss([g.detach() for g in real_mean], syn_grad, config.distance)
+    real_mean = [g.detach() / num_classes for g in reduced[: len(real_part)]]
+    syn_grad = reduced[len(real_part) :]
+    loss = contrastive_matching_loss(real_mean, syn_grad, config.distance)
     condenser._check_finite(loss)
     loss.backward()
     all_reduce_sum_([_synthetic_grad(condenser)], "all-reduce of the contrastive matching gradients")
@@ -149,12 +148,14 @@ def train_epoch_over_ranks(
     batch_size: int,
     generator: torch.Generator,
     dsa: DSA | None,
+    forward: Forward | None = None,
 ) -> None:
     """One epoch of :func:`condense.training.train_epoch` (non-Siamese DSA if ``dsa``), the work split over ranks.
 
     The shuffle and the augmentation parameters are drawn for the whole batch on every rank, as
     one process draws them; rank r trains its contiguous part of each batch; the summed gradient
-    is the batch mean. See the module docstring for when the batch is not split.
+    is the batch mean. See the module docstring for when the batch is not split. ``forward``:
+    eager or compiled ``network(images)`` (:mod:`condense.compiled`).
 
     Args:
         images: (N, C, H, W) float32, normalised (the synthetic set, detached); labels: (N,) int64.
@@ -162,7 +163,7 @@ def train_epoch_over_ranks(
     world = current_world()
     if not splits_network_training(network, len(images), world):
         augment = (lambda x, g: dsa(x, g, siamese=False)) if dsa is not None else None  # noqa: E731
-        train_epoch(network, optimizer, images, labels, batch_size=batch_size, generator=generator, augment=augment)
+        train_epoch(network, optimizer, images, labels, batch_size=batch_size, generator=generator, augment=augment, forward=forward)
         return
     network.train()
     params = [p for p in network.parameters() if p.requires_grad]
@@ -176,7 +177,8 @@ def train_epoch_over_ranks(
             batch = images[mine]
             if draw is not None:
                 batch = dsa.apply(batch, _draw_part(draw, part))  # type: ignore[union-attr]
-            loss = F.cross_entropy(network(batch), labels[mine], reduction="sum") / len(index)
+            logits = network(batch) if forward is None else forward(network, batch)
+            loss = F.cross_entropy(logits, labels[mine], reduction="sum") / len(index)
             grads = [torch.zeros_like(p) if g is None else g for p, g in zip(params, torch.autograd.grad(loss, params, allow_unused=True))]
         else:
             grads = [torch.zeros_like(p) for p in params]

@@ -30,7 +30,7 @@ Example::
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -171,6 +171,7 @@ def parameter_gradients(
     *,
     create_graph: bool = False,
     sample_weights: Tensor | None = None,
+    forward: Callable[[nn.Module, Tensor], Tensor] | None = None,
 ) -> list[Tensor]:
     """∇θ of the (weighted) mean cross-entropy of ``network`` on a batch.
 
@@ -180,9 +181,14 @@ def parameter_gradients(
         create_graph: keep the graph so the result can be differentiated again (synthetic side).
         sample_weights: optional (N,) weights summing to 1; default uniform 1/N. Used to compute
             (1/C) Σ_c ℓ(B_c) over concatenated real batches of unequal sizes in one pass.
+        forward: computes ``network(images)`` (e.g. a compiled pass,
+            :class:`condense.compiled.CompiledForward`); only for ``create_graph=False``, as a
+            compiled graph cannot be differentiated twice.
     """
+    if forward is not None and create_graph:
+        raise ValueError("a second-order gradient (create_graph=True) needs the eager network, not a compiled forward")
     params = [p for p in network.parameters() if p.requires_grad]
-    logits = network(images)
+    logits = network(images) if forward is None else forward(network, images)
     if sample_weights is None:
         loss = F.cross_entropy(logits, labels)
     else:

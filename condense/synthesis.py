@@ -15,8 +15,12 @@ For iteration ``it`` = 0 … iterations−1 (PAPER.md §1–4)::
         unless k = K−1: train θ on S for T epochs (SGD lr 0.01, batch 256; DSA augmentation
                         for DSA/DSAC)
 
-The contrastive real target is computed in one forward/backward over the concatenated class
-batches with per-sample weights 1/(C·|B_c|), which is exactly (1/C) Σ_c ∇θ ℓ(B_c).
+The contrastive real target (1/C) Σ_c ∇θ ℓ(B_c) is accumulated class by class (one class's
+graph in memory at a time, summed in class order and divided by C, as the authors' code does).
+
+The first-order passes — the real gradients and the training of θ on S — run through compiled
+functions of the network (``config.compile``; :mod:`condense.compiled`) on the network's own
+parameters; the synthetic-side gradient, which is differentiated again, stays eager.
 
 Every iteration draws its randomness from a generator derived from ``(seed, iteration)`` and the
 synthetic images and optimiser state are checkpointed, so a resumed run is identical to an
@@ -38,6 +42,7 @@ from torch import Tensor, nn
 from condense.artifacts import MetricsLog, SyntheticSet, atomic_torch_save, atomic_write_json, save_image_grid
 from condense.augment import DSA
 from condense import class_parallel
+from condense.compiled import CompiledForward
 from condense.config import CondenseConfig
 from condense.data import ImageDataset
 from condense.distributed import current_world, on_main
@@ -139,6 +144,8 @@ class Condenser:
         self.synthetic = initial.detach().clone().requires_grad_(True)
         self.labels = torch.arange(self.num_classes, device=self.device).repeat_interleave(config.ipc)
         self.optimizer = torch.optim.SGD([self.synthetic], lr=config.syn_lr, momentum=config.syn_momentum)
+        self.real_forward = CompiledForward(config.compile, kind="real-gradient")
+        self.train_forward = CompiledForward(config.compile, kind="train")
         self.iteration = 0  # number of finished iterations
 
     # ------------------------------------------------------------------ state
@@ -195,13 +202,21 @@ class Condenser:
     def _class_label(self, c: int, n: int) -> Tensor:
         return torch.full((n,), c, dtype=torch.long, device=self.device)
 
+    def _real_gradients(self, network: nn.Module, images: Tensor, c: int) -> list[Tensor]:
+        """∇θ ℓ(B_c) of one real batch (compiled per ``config.compile``; bf16 per ``real_grad_dtype``)."""
+        with self._real_autocast():
+            return parameter_gradients(network, images, self._class_label(c, len(images)), forward=self.real_forward)
+
     def _matching_loss_and_backward(self, network: nn.Module, objective: MatchingObjective, generator: torch.Generator) -> float:
-        """Compute the matching loss for one step and accumulate ∇_S L into ``synthetic.grad``."""
+        """Compute the matching loss for one step and accumulate ∇_S L into ``synthetic.grad``.
+
+        Random draws per class, in class order: the real batch, then (DSA/DSAC) the Siamese draw.
+        """
         if self.world.is_distributed:  # torchrun: this rank's classes, then all-reduce (same draws, same result)
             return class_parallel.matching_loss_and_backward(self, network, objective, generator)
         config = self.config
         ipc = config.ipc
-        reals, syns, labels_real = [], [], []
+        reals, syns = [], []
         for c in range(self.num_classes):
             real = self.sampler.sample(c, config.real_batch, generator)
             syn = self.synthetic[c * ipc : (c + 1) * ipc]
@@ -210,13 +225,11 @@ class Condenser:
                 real, syn = self.dsa.apply(real, draw), self.dsa.apply(syn, draw)
             reals.append(real)
             syns.append(syn)
-            labels_real.append(self._class_label(c, len(real)))
 
         if objective is MatchingObjective.CLASSWISE:
             total = 0.0
             for c in range(self.num_classes):
-                with self._real_autocast():
-                    real_grad = parameter_gradients(network, reals[c], labels_real[c])
+                real_grad = self._real_gradients(network, reals[c], c)
                 syn_grad = parameter_gradients(network, syns[c], self._class_label(c, ipc), create_graph=True)
                 loss = classwise_matching_loss([real_grad], [syn_grad], config.distance)  # the class-c term
                 self._check_finite(loss)
@@ -225,15 +238,25 @@ class Condenser:
                 total += loss.item()
             return total
 
-        real_all = torch.cat(reals)
-        weights = torch.cat([torch.full((len(r),), 1.0 / (self.num_classes * len(r)), device=self.device) for r in reals])
-        with self._real_autocast():
-            real_mean = parameter_gradients(network, real_all, torch.cat(labels_real), sample_weights=weights)
+        real_mean = self._mean_real_gradient(network, reals)
         syn_grad = parameter_gradients(network, torch.cat(syns), self.labels, create_graph=True)
         loss = contrastive_matching_loss(real_mean, syn_grad, config.distance)
         self._check_finite(loss)
         loss.backward()
         return loss.item()
+
+    def _mean_real_gradient(self, network: nn.Module, reals: list[Tensor]) -> list[Tensor]:
+        """The contrastive target (1/C) Σ_c ∇θ ℓ(B_c), one class's graph at a time.
+
+        Summed in class order, then divided by C (the authors' order of operations), so that peak
+        memory is that of one class's pass rather than of all C real batches in one graph.
+        """
+        total: list[Tensor] | None = None
+        for c, real in enumerate(reals):
+            grads = self._real_gradients(network, real, c)
+            total = grads if total is None else [a + b for a, b in zip(total, grads)]
+        assert total is not None
+        return [g / self.num_classes for g in total]
 
     def _check_finite(self, loss: Tensor) -> None:
         if not torch.isfinite(loss):
@@ -250,9 +273,9 @@ class Condenser:
             augment = lambda x, g: dsa(x, g, siamese=False)  # noqa: E731
         for epoch in range(self.config.epochs_between_steps):
             if self.world.is_distributed:  # torchrun: each batch split over the ranks, gradients all-reduced
-                class_parallel.train_epoch_over_ranks(network, optimizer, images, self.labels, batch_size=self.config.network_batch, generator=generator, dsa=self.dsa)
+                class_parallel.train_epoch_over_ranks(network, optimizer, images, self.labels, batch_size=self.config.network_batch, generator=generator, dsa=self.dsa, forward=self.train_forward)
             else:
-                train_epoch(network, optimizer, images, self.labels, batch_size=self.config.network_batch, generator=generator, augment=augment)
+                train_epoch(network, optimizer, images, self.labels, batch_size=self.config.network_batch, generator=generator, augment=augment, forward=self.train_forward)
             notify(self.callbacks, "on_synthesis_network_update", iteration=self.iteration, step=step, epoch=epoch, network=network)
 
     # ------------------------------------------------------------------ one iteration
@@ -321,7 +344,7 @@ def condense_dataset(
             if not resume:
                 raise ConfigError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
             state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
-            if CondenseConfig.from_dict(state["config"]) != config:
+            if not CondenseConfig.from_dict(state["config"]).same_run(config):
                 raise ConfigError(f"the checkpoint in {run_dir} was made with a different config; resume with the same settings")
             metrics.truncate_after(int(state["iteration"]))
             log.info("resuming %s at iteration %d", run_dir, int(state["iteration"]))

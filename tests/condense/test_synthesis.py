@@ -179,3 +179,21 @@ def test_impossible_configs_are_rejected(changes, message):
 def test_ipc_larger_than_a_class_is_rejected(data):
     with pytest.raises(ConfigError, match="exceeds"):
         Condenser(tiny_config(ipc=50, matching_steps=1, network_epochs=1), data, device="cpu")
+
+
+def test_class_by_class_dcc_target_equals_the_one_pass_weighted_target(data):
+    """(1/C) Σ_c ∇θ ℓ(B_c) accumulated class by class = one weighted pass over the concatenated
+    batches, to float rounding (classes of unequal size included)."""
+    from condense.matching import parameter_gradients
+
+    config = tiny_config(method="dcc", real_batch=8)
+    condenser = Condenser(config, data, device="cpu")
+    network = condenser._new_network(torch.Generator().manual_seed(5))
+    g = torch.Generator().manual_seed(6)
+    reals = [condenser.sampler.sample(c, n, g) for c, n in enumerate((8, 5, 3))]
+    accumulated = condenser._mean_real_gradient(network, reals)
+    labels = torch.cat([torch.full((len(r),), c) for c, r in enumerate(reals)])
+    weights = torch.cat([torch.full((len(r),), 1.0 / (3 * len(r))) for r in reals])
+    one_pass = parameter_gradients(network, torch.cat(reals), labels, sample_weights=weights)
+    flat_a, flat_b = torch.cat([t.flatten() for t in accumulated]), torch.cat([t.flatten() for t in one_pass])
+    assert (flat_a - flat_b).abs().max() <= 1e-5 * flat_b.abs().max()
