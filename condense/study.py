@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from condense.artifacts import MetricsLog, atomic_write_bytes, atomic_write_json, save_image_grid
+from condense.artifacts import SYNTHETIC_FILE, MetricsLog, atomic_write_bytes, atomic_write_json, save_image_grid
 from condense.baselines import herding_subset, random_subset, whole_dataset
 from condense.config import METHODS, CondenseConfig
 from condense.data import ImageDataset
@@ -74,7 +74,7 @@ def run_cell(cell: Cell, config: CondenseConfig, dataset: ImageDataset, out: Pat
         mean, std = mean_std(accs)
         metrics.append(event="evaluation", iteration=0, network=arch, accuracies=accs, mean=mean, std=std, seconds=time.perf_counter() - started)
     if cell.method != "whole":  # the whole training set is not worth a copy
-        chosen.save(run_dir / "synthetic.pt")
+        chosen.save(run_dir / SYNTHETIC_FILE)
         save_image_grid(chosen.denormalised(), chosen.labels, run_dir / "images_it0000.png", chosen.class_names)
     (run_dir / "DONE").write_text("0\n")
 

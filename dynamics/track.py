@@ -56,7 +56,7 @@ from typing import Any
 
 import torch
 
-from condense.artifacts import SyntheticSet, atomic_write_bytes, atomic_write_json
+from condense.artifacts import SyntheticSet, atomic_write_bytes, atomic_write_json, find_synthetic_file
 from condense.config import CondenseConfig, EvaluationConfig, parse_field
 from condense.data import ImageDataset, load_dataset
 from condense.errors import CondenseError, ConfigError
@@ -110,9 +110,10 @@ def _image_fields(config: dict[str, Any] | CondenseConfig) -> dict[str, Any]:
 
 def _finished_set(run_dir: Path, config: CondenseConfig) -> tuple[SyntheticSet | None, str]:
     """The synthetic set in ``run_dir`` if it is finished and made with ``config`` (else None and why not)."""
-    if not (run_dir / "DONE").exists() or not (run_dir / "synthetic.pt").exists():
+    path = find_synthetic_file(run_dir)
+    if not (run_dir / "DONE").exists() or path is None:
         return None, "not finished"
-    synthetic = SyntheticSet.load(run_dir / "synthetic.pt")
+    synthetic = SyntheticSet.load(path)
     try:
         same = _image_fields(synthetic.config) == _image_fields(config)
     except (CondenseError, TypeError):

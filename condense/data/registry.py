@@ -31,7 +31,8 @@ from condense.data import formats
 from condense.data.dataset import ImageDataset, channel_stats, stratified_split
 from condense.data.download import (RemoteFile, atomic_torch_save, check_md5, fetch_missing,
                                     missing_message, npm_pack, resolve_root)
-from condense.errors import CorruptDatasetError, DatasetNotFoundError, UnknownDatasetError
+from condense.errors import CondenseError, CorruptDatasetError, DatasetNotFoundError, UnknownDatasetError
+from condense.safeio import load_torch_file
 
 logger = logging.getLogger(__name__)
 
@@ -382,9 +383,9 @@ class ImageNet32SubsetSpec(DatasetSpec):
 
     def _read_cache(self, cache: Path) -> dict | None:
         try:
-            record = torch.load(cache, weights_only=True)
-        except Exception as error:  # noqa: BLE001 - any unreadable cache is rebuilt
-            logger.warning("%s: ignoring unreadable cache %s (%s)", self.name, cache, error)
+            record = load_torch_file(cache, "dataset cache")
+        except CondenseError as error:  # an unreadable (or unsafe) cache is rebuilt from the source files
+            logger.warning("%s: ignoring %s", self.name, error)
             return None
         keys = {"classes", "mean", "std", "train_images", "train_labels", "test_images", "test_labels"}
         if isinstance(record, dict) and keys <= set(record) and record["classes"] == list(self.classes):
