@@ -44,7 +44,7 @@ from condense.safeio import load_torch_file, one_line
 
 __all__ = [
     "SyntheticSet", "SYNTHETIC_FILE", "LEGACY_SYNTHETIC_FILE", "find_synthetic_file",
-    "atomic_write_bytes", "atomic_torch_save", "atomic_write_json", "MetricsLog", "save_image_grid",
+    "prepare_output_dir", "atomic_write_bytes", "atomic_torch_save", "atomic_write_json", "MetricsLog", "save_image_grid",
 ]
 
 #: The synthetic set of a run directory (safetensors).
@@ -78,6 +78,24 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def prepare_output_dir(path: str | Path) -> Path:
+    """Create the output directory ``path`` (with parents) and check a file can be written in it.
+
+    Raises:
+        CondenseError: one line naming the directory and why (under a regular file, read-only, ...).
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise CondenseError(f"cannot write to output directory {path}: it is a file")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        raise CondenseError(f"cannot write to output directory {path}: {exc.strerror or one_line(exc)}") from None
+    return path
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
