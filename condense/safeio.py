@@ -42,7 +42,7 @@ def _refusal_detail(message: str) -> str:
     _, _, rest = message.partition("WeightsUnpickler error:")
     for line in rest.splitlines():
         if line.strip():
-            return line.strip().rstrip(".")[:120]
+            return line.strip().split(" was not an allowed global")[0].rstrip(".")[:120]
     return "objects other than tensors and plain data"
 
 
