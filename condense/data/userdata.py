@@ -107,7 +107,7 @@ def _npz(path: Path) -> ImageDataset:
             raise CorruptDatasetError(f"{path}: class_names must be a 1-D string array, got {names.dtype} {names.shape}")
         class_names = tuple(n.decode() if isinstance(n, bytes) else str(n) for n in names.tolist())
     else:
-        top = max(int(labels["train"].max(initial=-1)), int(labels["test"].max(initial=-1)))
+        top = max(int(labels[split].max()) if labels[split].numel() else -1 for split in ("train", "test"))
         class_names = tuple(str(c) for c in range(top + 1))
     return _dataset(path, images, labels, class_names, "user .npz")
 
