@@ -75,13 +75,13 @@ def parse_released_name(path: str | Path) -> ReleasedName | None:
 
 def _plain(value: Any, where: str) -> None:
     """Refuse anything but tensors, numbers, strings, None, lists, tuples and dicts (recursively)."""
-    if isinstance(value, (Tensor, int, float, str, bool, type(None))):
+    if isinstance(value, Tensor) or type(value) in (int, float, str, bool, type(None)):
         return
-    if isinstance(value, (list, tuple)):
+    if type(value) in (list, tuple):
         for i, item in enumerate(value):
             _plain(item, f"{where}[{i}]")
         return
-    if isinstance(value, dict):
+    if type(value) is dict:
         for key, item in value.items():
             _plain(key, f"{where} key")
             _plain(item, f"{where}[{key!r}]")
