@@ -27,10 +27,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from condense.artifacts import MetricsLog, SyntheticSet
+from condense.artifacts import SYNTHETIC_FILE, MetricsLog, SyntheticSet
 from condense.data import load_dataset
 from condense.distributed import my_share, slurm_array_shard, World
 from condense.errors import ConfigError
+from condense.synthesis import _read_checkpoint
 from tests.condense import distributed_worker as worker
 
 REPO = Path(__file__).resolve().parents[2]
@@ -80,7 +81,7 @@ def distributed(tmp_path_factory):
     results = finish(start_ranks("main", out), timeout=240)
     for code, err in results:
         assert code == 0, err[-3000:]
-    return out, torch.load(out / "results.pt", weights_only=False)
+    return out, torch.load(out / "results.pt", weights_only=True)
 
 
 @pytest.mark.parametrize("case", list(worker.CASES))
@@ -122,7 +123,7 @@ def test_networks_split_over_ranks_give_the_same_accuracies(distributed, dataset
 def test_killed_and_resumed_distributed_run_equals_the_uninterrupted_one(distributed, dataset, tmp_path):
     out, _ = distributed
     cut = out / "cut"
-    assert not (cut / "DONE").exists() and torch.load(cut / "checkpoint.pt", weights_only=False)["iteration"] == 1
+    assert not (cut / "DONE").exists() and _read_checkpoint(cut / "checkpoint.pt")["iteration"] == 1
     assert json.loads((out / "full" / "config.json").read_text())["world_size"] == 2
     # resume through the real launcher and command line
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "condense", "run",
@@ -132,7 +133,7 @@ def test_killed_and_resumed_distributed_run_equals_the_uninterrupted_one(distrib
     done = subprocess.run(command, cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("synthetic set after 3 iterations") == 1  # rank 1 prints nothing
-    full, resumed = SyntheticSet.load(out / "full" / "synthetic.pt"), SyntheticSet.load(cut / "synthetic.pt")
+    full, resumed = SyntheticSet.load(out / "full" / SYNTHETIC_FILE), SyntheticSet.load(cut / SYNTHETIC_FILE)
     assert torch.equal(full.images, resumed.images)
     strip = lambda log: [{k: v for k, v in r.items() if k != "seconds"} for r in log]  # noqa: E731
     assert strip(MetricsLog(out / "full" / "metrics.jsonl").read()) == strip(MetricsLog(cut / "metrics.jsonl").read())
