@@ -22,7 +22,7 @@ from pathlib import Path
 from condense.artifacts import SYNTHETIC_FILE, SyntheticSet, atomic_write_json, find_synthetic_file
 from condense.config import EvaluationConfig
 from condense.data import ImageDataset
-from condense.distributed import current_world, on_main
+from condense.distributed import barrier, current_world, on_main
 from condense.errors import ConfigError
 from condense.evaluation import default_augmentation, evaluate_synthetic_set, mean_std
 from condense.networks import list_networks
@@ -115,6 +115,7 @@ def run_cross_architecture(
              "evaluation": config.__dict__, "seconds": time.perf_counter() - cell_started},
             target,
         )
+    barrier("wait for rank 0 to write the cells")  # torchrun: the table reads what rank 0 wrote
     return cross_architecture_table(out, list(sets), networks)
 
 

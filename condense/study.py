@@ -18,7 +18,7 @@ from condense.artifacts import SYNTHETIC_FILE, MetricsLog, atomic_write_bytes, a
 from condense.baselines import herding_subset, random_subset, whole_dataset
 from condense.config import METHODS, CondenseConfig
 from condense.data import ImageDataset
-from condense.distributed import current_world, on_main
+from condense.distributed import barrier, current_world, on_main
 from condense.errors import ConfigError
 from condense.evaluation import PooledAccuracies, evaluate_synthetic_set, mean_std
 from condense.presets import PRESETS, get_preset
@@ -74,8 +74,12 @@ def run_cell(cell: Cell, config: CondenseConfig, dataset: ImageDataset, out: Pat
     chosen = SELECTION_BASELINES[cell.method](dataset, cell.ipc, cell.seed)
     augmentation = "dc" if config.evaluation_augmentation == "dc" else "none"
     results = evaluate_synthetic_set(chosen, dataset, config.evaluation, augmentation=augmentation, seed=cell.seed, key=cell.method, device=device, progress=progress)
-    if not current_world().is_main:  # torchrun: the networks were split over the ranks; rank 0 writes
-        return
+    if current_world().is_main:  # torchrun: the networks were split over the ranks; rank 0 writes
+        _write_baseline_cell(cell, config, chosen, results, run_dir, started)
+    barrier("wait for rank 0 to write the cell")
+
+
+def _write_baseline_cell(cell: Cell, config: CondenseConfig, chosen, results: dict[str, list[float]], run_dir: Path, started: float) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json({"baseline": cell.method, "ipc": cell.ipc, "seed": cell.seed, "evaluation": config.to_dict()["evaluation"]}, run_dir / "config.json")
     metrics = MetricsLog(run_dir / "metrics.jsonl")

@@ -45,7 +45,7 @@ from condense import class_parallel
 from condense.compiled import CompiledForward
 from condense.config import CondenseConfig
 from condense.data import ImageDataset
-from condense.distributed import current_world, on_main
+from condense.distributed import barrier, current_world, on_main
 from condense.errors import ConfigError, NonFiniteLossError
 from condense.hooks import Callback, notify
 from condense.matching import (
@@ -413,4 +413,5 @@ def condense_dataset(
     checkpoint()
     if main:
         (run_dir / "DONE").write_text(f"{condenser.iteration}\n")
+    barrier("wait for rank 0 to write the run directory")  # torchrun: no rank reads a file before it is written
     return condenser.synthetic_set()

@@ -10,6 +10,7 @@ Modes:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -39,6 +40,18 @@ RUN_SETS = [
     "dataset=sklearn-digits", "network=convnet-w32", "iterations=3", "eval_at=0,3", "checkpoint_every=1",
     "matching_steps=3", "network_epochs=2", "outer_warmup=1", "inner_warmup=1", "evaluation.num_networks=2", "evaluation.epochs=2",
 ]
+
+
+def cli_commands(out: Path) -> dict[str, list[str]]:
+    """Command lines run on 2 ranks (in the worker's process group) and in one process by the test."""
+    tiny = ["--set", "network=convnet-w32", "--set", "iterations=1", "--set", "eval_at=1", "--set", "matching_steps=2", "--set", "network_epochs=1",
+            "--set", "evaluation.num_networks=3", "--set", "evaluation.epochs=2"]
+    return {
+        "evaluate": ["evaluate", str(out / "full" / "synthetic.safetensors"), "--num-networks", "3", "--epochs", "2", "--networks", "convnet-w32,mlp",
+                     "--device", "cpu", "--no-progress"],
+        "study": ["study", "--dataset", "sklearn-digits", "--methods", "random,dc", "--ipc", "1", "--seeds", "0", "--out", str(out / "study"),
+                  "--device", "cpu", "--no-progress", *tiny],
+    }
 
 
 def case_config(name: str) -> CondenseConfig:
@@ -108,6 +121,7 @@ class RankOneFails(Callback):
 
 
 def main(mode: str, out: Path) -> int:
+    from condense.__main__ import build_parser
     from condense.distributed import current_world, init_distributed, shutdown
     from condense.evaluation import evaluate_images
     from condense.runtime import run_command
@@ -129,6 +143,11 @@ def main(mode: str, out: Path) -> int:
     results["evaluation"] = evaluate_images(images[:40], labels[:40], dataset, EVALUATION, augmentation="none", seed=0, key="dist", device="cpu")
     results["epoch"] = one_training_epoch(dataset, split=True)
     condense_dataset(run_config(), dataset, out / "full", device="cpu", progress=False)
+    parser = build_parser()
+    for name, argv in cli_commands(out).items():  # the commands' own code, in this process group
+        with open(out / f"{name}-rank{world.rank}.txt", "w") as printed, contextlib.redirect_stdout(printed):
+            args = parser.parse_args(argv)
+            args.func(args)
     if current_world().is_main:
         torch.save(results, out / "results.pt")
     condense_dataset(run_config(), dataset, out / "cut", device="cpu", progress=False, callbacks=[HardStopAfter(2)])

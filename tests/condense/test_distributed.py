@@ -146,6 +146,22 @@ def test_killed_and_resumed_distributed_run_equals_the_uninterrupted_one(distrib
     assert [r for r in MetricsLog(cut / "metrics.jsonl").read() if r["event"] == "evaluation"][0]["accuracies"] == single_eval[0]["accuracies"]
 
 
+def test_evaluate_and_study_commands_on_two_ranks_print_what_one_process_prints(distributed, tmp_path, capsys):
+    from condense.__main__ import main
+
+    out, _ = distributed
+    commands = worker.cli_commands(out)
+    assert main(commands["evaluate"]) == 0
+    assert (out / "evaluate-rank0.txt").read_text() == capsys.readouterr().out  # every network whole on one rank: exact
+    single = worker.cli_commands(tmp_path)["study"]
+    assert main(single) == 0
+    printed = capsys.readouterr().out
+    table = printed[printed.index("| method"):]
+    assert (out / "study-rank0.txt").read_text().endswith(table)  # DC at ipc 1: class-parallel and exact
+    assert "| dc | " in table and "| random | " in table
+    assert not list((out / "study").glob("*/DONE.*"))  # no stray files from rank 1
+
+
 @pytest.mark.parametrize("how", ["dies", "hangs"])
 def test_a_lost_rank_stops_the_job_with_a_one_line_error(tmp_path, how):
     timeout = 4.0
