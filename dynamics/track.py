@@ -59,6 +59,7 @@ import torch
 from condense.artifacts import SyntheticSet, atomic_write_bytes, atomic_write_json, find_synthetic_file
 from condense.config import CondenseConfig, EvaluationConfig, parse_field
 from condense.data import ImageDataset, load_dataset
+from condense.distributed import barrier, current_world, local_only, my_share, on_main
 from condense.errors import CondenseError, ConfigError
 from condense.hooks import Callback
 from dynamics.presets import CONDENSED_METHODS, TRACK_PRESETS, TrackPreset, get_track_preset
@@ -416,22 +417,33 @@ def run_track(
         "condense_configs": configs,
     }
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(_check_config(out, record), out / "config.json")
+    world = current_world()  # torchrun: the units are split over the ranks, each unit run by one rank alone
 
-    todo = []
-    for unit in units:
-        path = out / "kernels" / f"{unit.name}.pt"
-        if path.exists():
-            log.info("skipping %s: finished (%s)", unit.name, path)
-        else:
-            todo.append(unit)
+    def unfinished() -> list[Unit]:
+        atomic_write_json(_check_config(out, record), out / "config.json")
+        todo = []
+        for unit in units:
+            path = out / "kernels" / f"{unit.name}.pt"
+            if path.exists():
+                log.info("skipping %s: finished (%s)", unit.name, path)
+            else:
+                todo.append(unit)
+        return todo
+
+    todo = on_main(unfinished, "list of unfinished units")  # one process: just unfinished()
+    mine = [todo[i] for i in my_share(len(todo))]
     test_images, test_labels = test_images.to(device), test_labels.to(device)
     started = time.perf_counter()
-    with tqdm(total=len(todo) * (preset.epochs + 1), desc=f"track {preset.name}", unit="epoch", disable=not progress) as bar:
-        for n, unit in enumerate(todo):
-            log.info("[%d/%d] %s (%.1f min so far)", n + 1, len(todo), unit.name, (time.perf_counter() - started) / 60)
-            _run_unit(preset, unit, dataset, out, probe, test_images, test_labels, reuse_study=reuse, device=device, progress=progress, bar=bar)
-            write_tables(out)
+    with tqdm(total=len(mine) * (preset.epochs + 1), desc=f"track {preset.name}", unit="epoch", disable=not (progress and world.is_main)) as bar:
+        for n, unit in enumerate(mine):
+            log.info("[%d/%d] %s (%.1f min so far)", n + 1, len(mine), unit.name, (time.perf_counter() - started) / 60)
+            with local_only():
+                _run_unit(preset, unit, dataset, out, probe, test_images, test_labels, reuse_study=reuse, device=device, progress=progress, bar=bar)
+            if not world.is_distributed:
+                write_tables(out)
+    barrier("wait for the other ranks' units")
+    if not world.is_main:
+        return out
     write_tables(out)
     if figures:
         from dynamics.figures import make_figures
@@ -468,7 +480,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m dynamics.track",
         description="Track the empirical NTK (kernel velocity) of networks trained on condensed sets, a random subset and real data.",
     )
-    parser.add_argument("--run", metavar="PRESET", help="a track preset (see --list)")
+    parser.add_argument("--run", "--preset", dest="run", metavar="PRESET", help="a track preset (see --list); --preset is the spelling torchrun accepts")
     parser.add_argument("--list", action="store_true", help="list the track presets and exit")
     parser.add_argument("--out", default=None, help="run directory (default runs/<preset>, or runs/<preset>-<dataset> with --dataset)")
     parser.add_argument("--dataset", default=None, help="track on this dataset instead of the preset's: a registry name or the path of an ImageFolder directory / .npz")
@@ -497,9 +509,17 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     return run_command(
-        lambda: _track_command(args), verbose=args.verbose, threads=args.threads, device=args.device,
+        lambda: _track_in_world(args), verbose=args.verbose, threads=args.threads, device=args.device,
         interrupted="rerun the same command to continue (finished units are kept)",
     )
+
+
+def _track_in_world(args: argparse.Namespace) -> int:
+    """The command, in the process group when launched by torchrun (units split over the ranks)."""
+    from condense.distributed import distributed_session
+
+    with distributed_session(args.device):
+        return _track_command(args)
 
 
 def _track_command(args: argparse.Namespace) -> int:
