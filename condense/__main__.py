@@ -419,8 +419,18 @@ def _run_in_world(args: argparse.Namespace) -> int:
     """The command, in the process group when launched by torchrun (see condense/distributed.py)."""
     from condense.distributed import distributed_session
 
-    with distributed_session(getattr(args, "device", None)):
+    with distributed_session(getattr(args, "device", None)) as world:
+        if world.is_distributed and args.command in _SINGLE_PROCESS_COMMANDS:
+            raise ConfigError(f"{args.command} does not run under torchrun; {_SINGLE_PROCESS_COMMANDS[args.command]}")
         return args.func(args)
+
+
+#: commands without a torchrun mode, and what to do instead
+_SINGLE_PROCESS_COMMANDS = {
+    "continual": "split it over processes with --shard I/N",
+    "convert": "run it as one process", "export": "run it as one process",
+    "datasets": "run it as one process", "presets": "run it as one process",
+}
 
 
 if __name__ == "__main__":
