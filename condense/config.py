@@ -97,7 +97,14 @@ class EvaluationConfig:
 
 @dataclass(frozen=True)
 class CondenseConfig:
-    """One condensation run. See the module docstring for the loop names."""
+    """One condensation run. See the module docstring for the loop names.
+
+    Speed settings, which change rounding but not the mathematics: ``compile`` (the first-order
+    passes through ``torch.compile``, :mod:`condense.compiled`), ``class_batching`` (the real
+    passes of all classes as one vmapped pass where that is exact; ``auto`` = on CUDA, where the
+    per-class passes are launch-bound) and, opt-in because it does change the numbers,
+    ``real_grad_dtype="bfloat16"``.
+    """
 
     dataset: str = "fashion-mnist"
     method: Method = "dcc"
@@ -120,6 +127,7 @@ class CondenseConfig:
     seed: int = 0
     real_grad_dtype: Literal["float32", "bfloat16"] = "float32"
     compile: Literal["auto", "on", "off"] = "auto"
+    class_batching: Literal["auto", "on", "off"] = "auto"
     checkpoint_every: int = 10
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
 
@@ -151,6 +159,8 @@ class CondenseConfig:
             raise ConfigError(f"unknown init {self.init!r}; choose real or noise")
         if self.compile not in COMPILE_MODES:
             raise ConfigError(f"unknown compile mode {self.compile!r}; choose auto, on or off")
+        if self.class_batching not in ("auto", "on", "off"):
+            raise ConfigError(f"unknown class_batching {self.class_batching!r}; choose auto, on or off")
         if self.real_grad_dtype not in ("float32", "bfloat16"):
             raise ConfigError(f"real_grad_dtype must be float32 or bfloat16, got {self.real_grad_dtype!r}")
         if any(it < 0 or it > self.iterations for it in self.evaluation_iterations):
@@ -212,9 +222,9 @@ class CondenseConfig:
         return cls(evaluation=evaluation, **data)
 
     def same_run(self, other: "CondenseConfig") -> bool:
-        """Equal up to ``compile`` (which changes speed, not the mathematics): may resume ``other``."""
+        """Equal up to ``compile`` and ``class_batching`` (speed, not mathematics): may resume ``other``."""
         def normalised(config: CondenseConfig) -> CondenseConfig:
-            return config.replace(compile="auto", evaluation={"compile": "auto"})
+            return config.replace(compile="auto", class_batching="auto", evaluation={"compile": "auto"})
 
         return normalised(self) == normalised(other)
 

@@ -45,6 +45,8 @@ __all__ = [
     "contrastive_matching_loss",
     "matching_objective",
     "parameter_gradients",
+    "classwise_parameter_gradients",
+    "acts_per_sample",
 ]
 
 Gradients = Sequence[Tensor]
@@ -197,3 +199,42 @@ def parameter_gradients(
     if create_graph:
         return list(grads)
     return [g.detach() for g in grads]
+
+
+def acts_per_sample(network: nn.Module) -> bool:
+    """True if, in its current mode, ``network`` maps each sample independently of the others
+    (no batch norm in training mode, no active dropout), so that concatenating batches is exact."""
+    for module in network.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.training:
+            return False
+        if isinstance(module, nn.modules.dropout._DropoutNd) and module.training and module.p > 0:
+            return False
+    return True
+
+
+def classwise_parameter_gradients(network: nn.Module, images: Tensor, labels: Tensor) -> list[list[Tensor]]:
+    """∇θ ℓ(B_c) for every class c in one vmapped pass (``torch.func.vmap`` of ``grad``).
+
+    Args:
+        images: (C, B, channels, H, W) float32 — C equal-sized class batches; labels: (C, B) int64.
+
+    Returns:
+        ``[c][i]``: the gradient of parameter tensor i for class c, as :func:`parameter_gradients`
+        would give for ``images[c]``. Exact (up to float rounding) only for a network that acts per
+        sample (:func:`acts_per_sample`); on a GPU it replaces C small passes by one large one.
+    """
+    from torch.func import functional_call, grad, vmap
+
+    if not acts_per_sample(network):
+        raise ValueError("batched class gradients need a network that acts per sample (no BN in training mode, no dropout)")
+    names = [name for name, p in network.named_parameters() if p.requires_grad]
+    params = {name: p.detach() for name, p in network.named_parameters() if p.requires_grad}
+    frozen = {name: p for name, p in network.named_parameters() if not p.requires_grad}
+    buffers = dict(network.named_buffers())
+
+    def class_loss(parameters: dict[str, Tensor], x: Tensor, y: Tensor) -> Tensor:
+        logits = functional_call(network, {**parameters, **frozen, **buffers}, (x,))
+        return F.cross_entropy(logits, y)
+
+    per_param = vmap(grad(class_loss), in_dims=(None, 0, 0))(params, images, labels)  # {name: (C, *shape)}
+    return [[per_param[name][c] for name in names] for c in range(images.shape[0])]

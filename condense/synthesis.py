@@ -50,7 +50,9 @@ from condense.errors import ConfigError, NonFiniteLossError
 from condense.hooks import Callback, notify
 from condense.matching import (
     MatchingObjective,
+    acts_per_sample,
     classwise_matching_loss,
+    classwise_parameter_gradients,
     contrastive_matching_loss,
     matching_objective,
     parameter_gradients,
@@ -227,10 +229,11 @@ class Condenser:
             reals.append(real)
             syns.append(syn)
 
+        batched = self._batched_real_gradients(network, reals)
         if objective is MatchingObjective.CLASSWISE:
             total = 0.0
             for c in range(self.num_classes):
-                real_grad = self._real_gradients(network, reals[c], c)
+                real_grad = batched[c] if batched is not None else self._real_gradients(network, reals[c], c)
                 syn_grad = parameter_gradients(network, syns[c], self._class_label(c, ipc), create_graph=True)
                 loss = classwise_matching_loss([real_grad], [syn_grad], config.distance)  # the class-c term
                 self._check_finite(loss)
@@ -239,12 +242,30 @@ class Condenser:
                 total += loss.item()
             return total
 
-        real_mean = self._mean_real_gradient(network, reals)
+        if batched is not None:
+            real_mean = [torch.stack(per_class).sum(dim=0) / self.num_classes for per_class in zip(*batched)]
+        else:
+            real_mean = self._mean_real_gradient(network, reals)
         syn_grad = parameter_gradients(network, torch.cat(syns), self.labels, create_graph=True)
         loss = contrastive_matching_loss(real_mean, syn_grad, config.distance)
         self._check_finite(loss)
         loss.backward()
         return loss.item()
+
+    def _batched_real_gradients(self, network: nn.Module, reals: list[Tensor]) -> list[list[Tensor]] | None:
+        """Every class's ∇θ ℓ(B_c) in one vmapped pass, or ``None`` to compute them class by class.
+
+        Used per ``config.class_batching`` (``auto``: on CUDA, where C small passes are
+        launch-bound) when it is exact: equal class batches and a network that acts per sample.
+        """
+        mode = self.config.class_batching
+        if mode == "off" or (mode == "auto" and self.device.type != "cuda"):
+            return None
+        if len({len(r) for r in reals}) != 1 or not acts_per_sample(network):
+            return None
+        labels = torch.arange(self.num_classes, device=self.device).repeat_interleave(len(reals[0])).view(self.num_classes, -1)
+        with self._real_autocast():
+            return classwise_parameter_gradients(network, torch.stack(reals), labels)
 
     def _mean_real_gradient(self, network: nn.Module, reals: list[Tensor]) -> list[Tensor]:
         """The contrastive target (1/C) Σ_c ∇θ ℓ(B_c), one class's graph at a time.

@@ -197,3 +197,26 @@ def test_class_by_class_dcc_target_equals_the_one_pass_weighted_target(data):
     one_pass = parameter_gradients(network, torch.cat(reals), labels, sample_weights=weights)
     flat_a, flat_b = torch.cat([t.flatten() for t in accumulated]), torch.cat([t.flatten() for t in one_pass])
     assert (flat_a - flat_b).abs().max() <= 1e-5 * flat_b.abs().max()
+
+
+@pytest.mark.parametrize("method, network", [("dc", "convnet-w32"), ("dcc", "convnet-w32"), ("dsac", "convnet-w32"), ("dc", "convnet-bn")])
+def test_batched_class_gradients_equal_the_per_class_passes(data, method, network):
+    """class_batching=on (the CUDA default) gives the per-class loop's iteration up to rounding;
+    a BN network is frozen (eval-mode BN acts per sample) during the real passes, so it batches too."""
+    config = tiny_config(method=method, network=network, outer_warmup=1, inner_warmup=1)
+    results = {}
+    for mode in ("off", "on"):
+        condenser = Condenser(config.replace(class_batching=mode), data, device="cpu")
+        results[mode] = (condenser.run_iteration().loss, condenser.synthetic.detach().clone())
+    assert results["on"][0] == pytest.approx(results["off"][0], rel=1e-5)
+    scale = results["off"][1].abs().max()
+    assert (results["on"][1] - results["off"][1]).abs().max() <= 1e-4 * scale
+
+
+def test_batched_class_gradients_refuse_a_network_that_mixes_samples():
+    from condense.matching import classwise_parameter_gradients
+    from condense.networks import build_network
+
+    network = build_network("convnet-bn", 1, 3, (8, 8)).train()
+    with pytest.raises(ValueError, match="per sample"):
+        classwise_parameter_gradients(network, torch.randn(3, 2, 1, 8, 8), torch.arange(3).repeat_interleave(2).view(3, 2))
