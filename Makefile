@@ -3,12 +3,14 @@
 #               and compare with a random real subset (8 min 55 s measured on 2 idle CPU cores, setup included)
 #   make test   set up .venv, then run the test suite
 #   make figures  regenerate the paper's figures (figures/) from the stored results (results/)
+#   make lab    set up .venv with JupyterLab, register the kernel "condense" and open notebooks/
+#               (prints the URL with its token; IP=0.0.0.0 PORT=9999 make lab to change where it listens)
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 TORCH  ?= torch==2.13.0
 
-.PHONY: setup data demo test bench study figures clean-venv
+.PHONY: setup lab-setup lab data demo test bench study figures clean-venv
 
 setup: $(VENV)/.installed
 
@@ -18,6 +20,23 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet "$(TORCH)"
 	$(PY) -m pip install --quiet -e ".[test]"
 	touch $@
+
+# The notebook extra on top of setup, and a kernel named after the project inside .venv (--sys-prefix:
+# the venv's jupyter finds it, nothing is written to ~/.local/share/jupyter). Its own stamp file.
+lab-setup: $(VENV)/.installed-lab
+
+$(VENV)/.installed-lab: $(VENV)/.installed
+	$(PY) -m pip install --quiet -e ".[notebooks]"
+	$(PY) -m ipykernel install --sys-prefix --name condense --display-name "condense (.venv)"
+	touch $@
+
+# JupyterLab on notebooks/, local only by default; it prints http://127.0.0.1:PORT/lab?token=...
+# (a busy PORT moves to the next free one). Stop it with Ctrl-C twice.
+# As root (containers, CI) jupyter refuses to start without --allow-root; it is added then.
+IP   ?= 127.0.0.1
+PORT ?= 8888
+lab: lab-setup data
+	$(VENV)/bin/jupyter lab --no-browser --ServerApp.ip=$(IP) --ServerApp.port=$(PORT) --ServerApp.root_dir=notebooks$(if $(filter 0,$(shell id -u)), --allow-root)
 
 # The offline default dataset: Debian's dataset-fashion-mnist package, when apt is usable.
 data:

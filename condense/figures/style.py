@@ -32,19 +32,18 @@ METHOD_STYLE: dict[str, tuple[str, str]] = {
 
 
 def use_paper_style() -> None:
-    """Agg backend, seaborn's paper theme when installed, small fonts, no top/right spines."""
+    """Agg backend, seaborn's paper theme, small fonts, no top/right spines.
+
+    seaborn is a required dependency so that a figure looks the same wherever it is drawn.
+    """
     import matplotlib
 
     logging.getLogger("fontTools").setLevel(logging.ERROR)  # PDF font subsetting chatter
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import seaborn as sns
 
-    try:
-        import seaborn as sns
-
-        sns.set_theme(context="paper", style="ticks")
-    except ImportError:  # seaborn only styles the figures
-        pass
+    sns.set_theme(context="paper", style="ticks")
     plt.rcParams.update({
         "font.size": 7, "axes.labelsize": 7, "axes.titlesize": 7, "legend.fontsize": 6,
         "xtick.labelsize": 6, "ytick.labelsize": 6, "lines.linewidth": 1.2, "pdf.fonttype": 42,
