@@ -88,9 +88,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from condense.artifacts import SyntheticSet
     from condense.config import EvaluationConfig
     from condense.crossarch import resolve_networks
-    from condense.evaluation import default_augmentation, evaluate_synthetic_set, mean_std
-
     from condense.errors import DatasetNotFoundError
+    from condense.evaluation import default_augmentation, evaluate_synthetic_set, mean_std
 
     synthetic = SyntheticSet.load(args.synthetic)
     evaluation = EvaluationConfig(
@@ -114,12 +113,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_baseline(args: argparse.Namespace) -> int:
+    from condense.artifacts import prepare_output_dir
+    from condense.data.userdata import dataset_slug
     from condense.study import Cell, cell_config, run_cell
 
     dataset = _load(args.dataset, args)
-    from condense.artifacts import prepare_output_dir
-    from condense.data.userdata import dataset_slug
-
     cell = Cell(args.method, args.ipc, args.seed)
     config = cell_config(args.preset_prefix, dataset.name, cell, _overrides(args))
     out = prepare_output_dir(args.out or f"runs/baselines/{dataset_slug(dataset.name)}")
@@ -149,6 +147,7 @@ def cmd_crossarch(args: argparse.Namespace) -> int:
     from condense.artifacts import SyntheticSet
     from condense.config import EvaluationConfig
     from condense.crossarch import find_synthetic_set, resolve_networks, run_cross_architecture
+    from condense.data.userdata import dataset_slug
 
     sets = {}
     for given in args.sets:
@@ -163,8 +162,6 @@ def cmd_crossarch(args: argparse.Namespace) -> int:
     (dataset_name,) = datasets
     networks = resolve_networks(args.networks)
     evaluation = EvaluationConfig(num_networks=args.num_networks, epochs=args.epochs, ensemble=args.ensemble)
-    from condense.data.userdata import dataset_slug
-
     out = Path(args.out or f"runs/crossarch-{dataset_slug(dataset_name)}")
     dataset = _load(dataset_name, args)
     table = run_cross_architecture(
@@ -237,10 +234,10 @@ def cmd_convert(args: argparse.Namespace) -> int:
     dataset_name = args.dataset or (name.dataset if name else None)
     if dataset_name is None:
         raise ConfigError(f"cannot tell the dataset from the name {Path(args.file).name!r}; pass --dataset NAME_OR_PATH")
-    out = prepare_output_dir(args.out)
+    source_mean, source_std = _floats(args.source_mean, "--source-mean"), _floats(args.source_std, "--source-std")
     dataset = _load(dataset_name, args)
-    sets = read_released_sets(args.file, dataset, method=args.method, source_mean=_floats(args.source_mean, "--source-mean"),
-                              source_std=_floats(args.source_std, "--source-std"))
+    sets = read_released_sets(args.file, dataset, method=args.method, source_mean=source_mean, source_std=source_std)
+    out = prepare_output_dir(args.out)
     for k, synthetic in enumerate(sets):
         target = out / f"exp{k}.safetensors"
         synthetic.save(target)

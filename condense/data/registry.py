@@ -520,8 +520,8 @@ def get_spec(name: str) -> DatasetSpec:
         return DATASETS[key]
     close = difflib.get_close_matches(key, DATASETS, n=3, cutoff=0.5)
     hint = f"did you mean {', '.join(close)}? " if close else ""
-    raise UnknownDatasetError(f"unknown dataset {name!r}; {hint}known: {', '.join(DATASETS)}, "
-                              "or the path of an ImageFolder directory or .npz file")
+    raise UnknownDatasetError(f"unknown dataset {name!r}; {hint}known: {', '.join(DATASETS)} "
+                              "(see condense.data.list_datasets()), or the path of an ImageFolder directory or .npz file")
 
 
 def load_dataset(name: str, root: str | os.PathLike | None = None, download: bool = True) -> ImageDataset:
