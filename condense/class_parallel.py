@@ -47,7 +47,14 @@ from torch import Tensor, nn
 from condense.augment import DSA, AugmentationDraw
 from condense.distributed import World, all_reduce_sum_, current_world, differentiable_all_reduce_sum, my_share
 from condense.errors import ConfigError
-from condense.matching import MatchingObjective, classwise_matching_loss, contrastive_matching_loss, parameter_gradients
+from condense.matching import (
+    MatchingObjective,
+    acts_per_sample,
+    classwise_matching_loss,
+    classwise_parameter_gradients,
+    contrastive_matching_loss,
+    parameter_gradients,
+)
 from condense.networks import has_batchnorm
 from condense.training import Forward, train_epoch
 
@@ -72,6 +79,20 @@ def _synthetic_grad(condenser: "Condenser") -> Tensor:
     return condenser.synthetic.grad
 
 
+def _own_real_gradients(condenser: "Condenser", network: nn.Module, reals: dict[int, Tensor]) -> dict[int, list[Tensor]]:
+    """∇θ ℓ(B_c) of this rank's classes: one vmapped pass when ``config.class_batching`` applies
+    (as :meth:`Condenser._batched_real_gradients` decides for all classes), else class by class."""
+    mode = condenser.config.class_batching
+    owned = list(reals)
+    batched = not (mode == "off" or (mode == "auto" and condenser.device.type != "cuda"))
+    if batched and len({len(r) for r in reals.values()}) == 1 and acts_per_sample(network):
+        labels = torch.tensor(owned, device=condenser.device).repeat_interleave(len(reals[owned[0]])).view(len(owned), -1)
+        with condenser._real_autocast():
+            grads = classwise_parameter_gradients(network, torch.stack([reals[c] for c in owned]), labels)
+        return dict(zip(owned, grads))
+    return {c: condenser._real_gradients(network, reals[c], c) for c in owned}
+
+
 def matching_loss_and_backward(condenser: "Condenser", network: nn.Module, objective: MatchingObjective, generator: torch.Generator) -> float:
     """This rank's share of one matching step; leaves the full ∇_S L in ``condenser.synthetic.grad`` on every rank.
 
@@ -94,10 +115,11 @@ def matching_loss_and_backward(condenser: "Condenser", network: nn.Module, objec
             real, syn = dsa.apply(real, draw), dsa.apply(syn, draw)  # type: ignore[union-attr]
         reals[c], syns[c] = real, syn
 
+    real_grads = _own_real_gradients(condenser, network, reals)
     if objective is MatchingObjective.CLASSWISE:
         class_losses = torch.zeros(num_classes, device=condenser.synthetic.device)  # (C,), one entry per owner
         for c in mine:
-            real_grad = condenser._real_gradients(network, reals[c], c)
+            real_grad = real_grads[c]
             syn_grad = parameter_gradients(network, syns[c], condenser._class_label(c, ipc), create_graph=True)
             loss = classwise_matching_loss([real_grad], [syn_grad], config.distance)
             if torch.isfinite(loss):  # a non-finite term stops every rank below, after the all-reduce
@@ -112,7 +134,7 @@ def matching_loss_and_backward(condenser: "Condenser", network: nn.Module, objec
 
     real_part: list[Tensor] | None = None  # Σ_{c ∈ R_r} ∇θ ℓ(B_c), one class's graph at a time, as one process does
     for c in mine:
-        grads = condenser._real_gradients(network, reals[c], c)
+        grads = real_grads[c]
         real_part = grads if real_part is None else [a + b for a, b in zip(real_part, grads)]
     assert real_part is not None
     syn_all = torch.cat([syns[c] for c in mine])

@@ -29,6 +29,7 @@ CASES: dict[str, dict] = {
     "dcc": dict(method="dcc"),
     "dsac": dict(method="dsac"),
     "dcc-bn": dict(method="dcc", network="convnet-bn"),
+    "dsac-class-batched": dict(method="dsac", class_batching="on"),  # each rank's real passes in one vmapped pass
     # 70 synthetic images >= 32 per rank x 2 ranks: the network training on S is split over the ranks
     "dc-split": dict(method="dc", ipc=7, matching_steps=2, network_epochs=1),
 }
