@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from condense.artifacts import SyntheticSet
 from condense.config import EvaluationConfig
 from condense.data import ImageDataset
-from condense.distributed import gather_indexed, my_share
+from condense.distributed import current_world, gather_indexed, my_share
 from condense.ensemble import stack_size, train_and_test_stacked, use_stacking
 from condense.errors import ConfigError
 from condense.hooks import Callback
@@ -61,7 +61,7 @@ def evaluate_images(
     results: dict[str, list[float]] = {}
     mine = my_share(config.num_networks)  # torchrun: this rank's networks (all of them in one process)
     total = len(config.networks) * len(mine)
-    with tqdm(total=total, desc=f"evaluate {key}", disable=not progress, unit="net", leave=False) as bar:
+    with tqdm(total=total, desc=f"evaluate {key}", disable=not (progress and current_world().is_main), unit="net", leave=False) as bar:
         for arch in config.networks:
             generators = [derive_generator(seed, "evaluation", key, arch, index) for index in range(config.num_networks)]
 
