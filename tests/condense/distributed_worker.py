@@ -70,9 +70,14 @@ def run_config() -> CondenseConfig:
 def condense_case(name: str, dataset) -> dict:
     from condense.synthesis import Condenser
 
+    from condense.distributed import current_world, gather_indexed
+
     condenser = Condenser(case_config(name), dataset, device="cpu")
     losses = [condenser.run_iteration().loss for _ in range(case_config(name).iterations)]
-    return {"images": condenser.synthetic.detach().clone(), "losses": losses}
+    images = condenser.synthetic.detach().clone()
+    world = current_world()
+    every_rank = gather_indexed({world.rank: images}, world.size)  # the ranks must hold the same S, bit for bit
+    return {"images": images, "losses": losses, "ranks_agree": all(torch.equal(images, other) for other in every_rank)}
 
 
 def one_training_epoch(dataset, split: bool) -> dict[str, torch.Tensor]:

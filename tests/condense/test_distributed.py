@@ -90,6 +90,7 @@ def test_two_ranks_give_the_single_process_synthetic_set(distributed, dataset, c
     _, results = distributed
     single = worker.condense_case(case, dataset)
     got = results[case]
+    assert got["ranks_agree"]  # every rank took the same steps: no drift between the ranks' copies of S
     if case in ("dc",):  # class-wise matching, network training not split: bit for bit
         assert torch.equal(got["images"], single["images"])
         assert got["losses"] == single["losses"]
