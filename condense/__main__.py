@@ -271,6 +271,7 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 
     for name, description in list_datasets():
         print(f"{name:<24} {description}")
+    print(f"{'PATH':<24} your own data: an ImageFolder directory (PATH/train/<class>/*.png, PATH/test/<class>/*.png) or an .npz")
     return 0
 
 

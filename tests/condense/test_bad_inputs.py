@@ -8,6 +8,7 @@ files) and a fragment the message must contain, naming what is wrong. Commands r
 from __future__ import annotations
 
 import gzip
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -68,6 +69,9 @@ def tmp(tmp_path_factory) -> Path:
     (root / "no-test" / "train" / "cat").mkdir(parents=True)
     Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8)).save(root / "no-test" / "train" / "cat" / "0.png")
     assert main([*RUN, "--out", str(root / "done"), *QUICK]) == 0
+    shutil.copytree(root / "done", root / "cut-checkpoint")
+    checkpoint = (root / "done" / "checkpoint.pt").read_bytes()
+    (root / "cut-checkpoint" / "checkpoint.pt").write_bytes(checkpoint[: len(checkpoint) // 2])
     return root
 
 
@@ -118,6 +122,7 @@ CASES = [
     ("--out under a file", [*RUN, "--out", "{tmp}/a-file/run", *QUICK], "cannot write to output directory"),
     ("--out is a file", ["export", "{tmp}/good.safetensors", "--out", "{tmp}/a-file"], "it is a file"),
     ("run directory reused", [*RUN, "--out", "{tmp}/done", *QUICK], "pass --resume"),
+    ("resume from a truncated checkpoint", [*RUN, "--out", "{tmp}/cut-checkpoint", "--resume", *QUICK], "cannot read checkpoint"),
     ("resume with another config", [*RUN, "--out", "{tmp}/done", "--resume", *QUICK, "--set", "real_batch=5"], "different config"),
     ("NaN loss", [*RUN, "--out", "{tmp}/nan", *QUICK, "--set", "matching_steps=3", "--set", "syn_lr=1e30"], "matching loss became nan"),
     # machine
