@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> None:
                     results.append(row)
                     print(json.dumps(row), flush=True)
                     continue
-                k = torch.load(out)
+                k = torch.load(out, weights_only=True)
                 if ref is None:
                     ref, naive_s = k, (row["seconds"] if impl == "naive" else None)
                     row["rel_err"] = 0.0

@@ -2,16 +2,21 @@
 
 Commands::
 
-    run       --preset NAME [--seed S] [--out DIR] [--resume] [--set field=value ...]
-    evaluate  SYNTHETIC.pt [--networks convnet,mlp] [--num-networks N] [--epochs E]
+    run       --dataset NAME_OR_PATH [--method dcc] [--ipc N] | --preset NAME
+              [--seed S] [--out DIR] [--resume] [--set field=value ...]
+    evaluate  SET [--dataset NAME_OR_PATH] [--networks convnet,mlp] [--num-networks N] [--epochs E]
     baseline  {random,herding,whole} --dataset D --ipc N [--seed S] [--out DIR]
     study     --dataset D --methods random,dc,dcc --ipc 1,10 --seeds 0,1,2 --out DIR
+    convert   res_<method>_<dataset>_<model>_<N>ipc.pt [--dataset D] --out DIR   the authors' released sets
+    export    SET --out DIR        PNG files + labels.csv for other tools
     continual --preset fashion-mnist [--memories random,herding,dc,dcc] [--orders 0,1,2] [--training gdumb|incremental]
               [--out DIR] | --list     class-incremental learning with a condensed memory (PAPER.md §9)
     datasets  list the datasets and where they are read from
     presets   list the presets (paper-exact and quick) and what the quick ones reduce
 
-User errors (unknown dataset, ipc 0, missing files, NaN loss...) print one line and exit 2.
+A dataset is a registry name (``datasets`` lists them) or the path of an ImageFolder directory
+or ``.npz`` file (:mod:`condense.data.userdata`). User errors (unknown dataset, ipc 0, missing
+files, NaN loss...) print one line and exit 2.
 """
 
 from __future__ import annotations
@@ -43,19 +48,28 @@ def _overrides(args: argparse.Namespace) -> dict:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from condense.artifacts import SYNTHETIC_FILE, prepare_output_dir
+    from condense.config import CondenseConfig
+    from condense.data.userdata import dataset_slug
     from condense.presets import get_preset
     from condense.synthesis import condense_dataset
 
-    preset = get_preset(args.preset)
-    changes = _overrides(args)
-    if args.seed is not None:
-        changes["seed"] = args.seed
-    config = preset.config.replace(**changes)
-    out = Path(args.out or f"runs/{preset.name}-seed{config.seed}")
+    if args.preset:
+        preset = get_preset(args.preset)
+        base, source = preset.config, f"preset {preset.name} ({preset.description})"
+    elif args.dataset:
+        base, source = CondenseConfig(), "the paper's settings"
+    else:
+        raise ConfigError("run needs --dataset NAME_OR_PATH (the paper's settings for everything else) or --preset NAME")
+    flags = {"dataset": args.dataset, "method": args.method, "ipc": args.ipc, "seed": args.seed}
+    config = base.replace(**{k: v for k, v in flags.items() if v is not None}, **_overrides(args))
+    name = preset.name if args.preset else f"{dataset_slug(config.dataset)}-ipc{config.ipc}-{config.method}"
+    out = prepare_output_dir(args.out or f"runs/{name}-seed{config.seed}")
     dataset = _load(config.dataset, args)
-    log.info("preset %s (%s) -> %s", preset.name, preset.description, out)
+    config = config.replace(dataset=dataset.name)  # a path dataset is recorded by its absolute path
+    log.info("%s, %s ipc %d on %s -> %s", source, config.method, config.ipc, dataset.name, out)
     synthetic = condense_dataset(config, dataset, out, device=args.device, resume=args.resume, progress=not args.no_progress)
-    print(f"synthetic set after {synthetic.iteration} iterations: {out / 'synthetic.pt'}")
+    print(f"synthetic set after {synthetic.iteration} iterations: {out / SYNTHETIC_FILE}")
     _print_evaluations(out)
     return 0
 
@@ -72,6 +86,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from condense.artifacts import SyntheticSet
     from condense.config import EvaluationConfig
     from condense.crossarch import resolve_networks
+    from condense.errors import DatasetNotFoundError
     from condense.evaluation import default_augmentation, evaluate_synthetic_set, mean_std
 
     synthetic = SyntheticSet.load(args.synthetic)
@@ -81,7 +96,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         compile=args.compile or "auto", test_dtype=args.test_dtype,
     )
     augmentation = default_augmentation(synthetic, evaluation)
-    dataset = _load(synthetic.dataset, args)
+    try:
+        dataset = _load(args.dataset or synthetic.dataset, args)
+    except DatasetNotFoundError as exc:
+        if args.dataset:
+            raise
+        raise DatasetNotFoundError(f"{exc} (the set was made from {synthetic.dataset!r}; pass --dataset NAME_OR_PATH to evaluate on another copy)") from None
     results = evaluate_synthetic_set(synthetic, dataset, evaluation, augmentation=augmentation, seed=args.seed, key="cli", device=args.device, progress=not args.no_progress)
     print(f"{synthetic.method} ipc {synthetic.ipc} on {synthetic.dataset} (iteration {synthetic.iteration}), augmentation {augmentation}:")
     for arch, accs in results.items():
@@ -91,20 +111,24 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_baseline(args: argparse.Namespace) -> int:
+    from condense.artifacts import prepare_output_dir
+    from condense.data.userdata import dataset_slug
     from condense.study import Cell, cell_config, run_cell
 
     dataset = _load(args.dataset, args)
     cell = Cell(args.method, args.ipc, args.seed)
     config = cell_config(args.preset_prefix, dataset.name, cell, _overrides(args))
-    out = Path(args.out or f"runs/baselines/{dataset.name}")
+    out = prepare_output_dir(args.out or f"runs/baselines/{dataset_slug(dataset.name)}")
     run_cell(cell, config, dataset, out, device=args.device, progress=not args.no_progress)
     _print_evaluations(out / cell.name)
     return 0
 
 
 def cmd_study(args: argparse.Namespace) -> int:
+    from condense.artifacts import prepare_output_dir
     from condense.study import run_study
 
+    prepare_output_dir(args.out)
     dataset = _load(args.dataset, args)
     table = run_study(
         dataset, args.out, methods=args.methods.split(","), ipcs=[int(i) for i in args.ipc.split(",")],
@@ -121,6 +145,7 @@ def cmd_crossarch(args: argparse.Namespace) -> int:
     from condense.artifacts import SyntheticSet
     from condense.config import EvaluationConfig
     from condense.crossarch import find_synthetic_set, resolve_networks, run_cross_architecture
+    from condense.data.userdata import dataset_slug
 
     sets = {}
     for given in args.sets:
@@ -135,7 +160,7 @@ def cmd_crossarch(args: argparse.Namespace) -> int:
     (dataset_name,) = datasets
     networks = resolve_networks(args.networks)
     evaluation = EvaluationConfig(num_networks=args.num_networks, epochs=args.epochs, ensemble=args.ensemble)
-    out = Path(args.out or f"runs/crossarch-{dataset_name}")
+    out = Path(args.out or f"runs/crossarch-{dataset_slug(dataset_name)}")
     dataset = _load(dataset_name, args)
     table = run_cross_architecture(
         sets, networks, evaluation, dataset, out, seed=args.seed, device=args.device,
@@ -187,11 +212,52 @@ def _parse_shard(text: str) -> tuple[int, int]:
     return index, count
 
 
+def cmd_convert(args: argparse.Namespace) -> int:
+    from condense.artifacts import prepare_output_dir
+    from condense.interop import parse_released_name, read_released_sets
+
+    name = parse_released_name(args.file)
+    dataset_name = args.dataset or (name.dataset if name else None)
+    if dataset_name is None:
+        raise ConfigError(f"cannot tell the dataset from the name {Path(args.file).name!r}; pass --dataset NAME_OR_PATH")
+    source_mean, source_std = _floats(args.source_mean, "--source-mean"), _floats(args.source_std, "--source-std")
+    dataset = _load(dataset_name, args)
+    sets = read_released_sets(args.file, dataset, method=args.method, source_mean=source_mean, source_std=source_std)
+    out = prepare_output_dir(args.out)
+    for k, synthetic in enumerate(sets):
+        target = out / f"exp{k}.safetensors"
+        synthetic.save(target)
+        reported = ", ".join(f"{m} {100 * sum(a) / len(a):.2f} %" for m, a in synthetic.config["released"]["reported_accuracies"].items() if a)
+        print(f"{target}: {synthetic.method} ipc {synthetic.ipc}, {len(synthetic.labels)} images of {dataset.name}"
+              + (f" (authors' mean over experiments: {reported})" if reported else ""))
+    return 0
+
+
+def _floats(text: str | None, flag: str) -> tuple[float, ...] | None:
+    if text is None:
+        return None
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise ConfigError(f"{flag} expects comma-separated numbers, got {text!r}") from None
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from condense.artifacts import SyntheticSet, prepare_output_dir
+    from condense.interop import export_png_folder
+
+    synthetic = SyntheticSet.load(args.synthetic)
+    labels_csv = export_png_folder(synthetic, prepare_output_dir(args.out))
+    print(f"{len(synthetic.labels)} PNG files and {labels_csv}")
+    return 0
+
+
 def cmd_datasets(args: argparse.Namespace) -> int:
     from condense.data import list_datasets
 
     for name, description in list_datasets():
         print(f"{name:<24} {description}")
+    print(f"{'PATH':<24} your own data: an ImageFolder directory (PATH/train/<class>/*.png, PATH/test/<class>/*.png) or an .npz")
     return 0
 
 
@@ -222,10 +288,13 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--compile", choices=["auto", "on", "off"], default=None,
                        help="torch.compile the first-order passes (auto: where a compiler works, else eager with one warning; default: the config's, auto)")
 
-    p = sub.add_parser("run", help="condense a dataset with a preset")
-    p.add_argument("--preset", required=True)
+    p = sub.add_parser("run", help="condense a dataset (the paper's settings, or a preset)")
+    p.add_argument("--dataset", default=None, help="registry name or path of an ImageFolder directory / .npz (default: the preset's)")
+    p.add_argument("--method", default=None, help="dc, dsa, dcc or dsac (default: the preset's, else dcc)")
+    p.add_argument("--ipc", type=int, default=None, help="images per class (default: the preset's, else 1)")
+    p.add_argument("--preset", default=None, help="a named preset (python -m condense presets); --dataset/--method/--ipc/--set override it")
     p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--out", default=None, help="run directory (default runs/<preset>-seed<S>)")
+    p.add_argument("--out", default=None, help="run directory (default runs/<preset or dataset-ipcN-method>-seed<S>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     p.add_argument("--set", action="append", metavar="FIELD=VALUE", help="override a config field, e.g. iterations=20 or evaluation.num_networks=3")
     common(p)
@@ -233,7 +302,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("evaluate", help="evaluate a saved synthetic set by the paper's protocol")
-    p.add_argument("synthetic")
+    p.add_argument("synthetic", help="a synthetic-set file (.safetensors, or a legacy .pt)")
+    p.add_argument("--dataset", default=None, help="evaluate on this dataset (name or path) instead of the one the set records")
     p.add_argument("--networks", default=None, help="comma-separated architectures or groups 'pool', 'ablations' (default convnet)")
     p.add_argument("--num-networks", type=int, default=20)
     p.add_argument("--ensemble", choices=["auto", "stacked", "one-by-one"], default="auto", help="train the networks together as one vmapped model (auto: on CUDA)")
@@ -271,7 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_study)
 
     p = sub.add_parser("crossarch", help="evaluate saved sets on other architectures (resumable table)")
-    p.add_argument("sets", nargs="+", help="run directories (with synthetic.pt) or .pt files, all of one dataset")
+    p.add_argument("sets", nargs="+", help="run directories (with synthetic.safetensors) or set files, all of one dataset")
     p.add_argument("--networks", default="pool", help="architectures and/or groups: pool (MLP, ConvNet, LeNet, AlexNet, VGG11, ResNet18), ablations (ConvNet variants)")
     p.add_argument("--num-networks", type=int, default=20)
     p.add_argument("--epochs", type=int, default=None, help="default 300, or 1000 with DSA augmentation")
@@ -294,6 +364,21 @@ def build_parser() -> argparse.ArgumentParser:
     common(p)
     p.set_defaults(func=cmd_continual)
 
+    p = sub.add_parser("convert", help="turn the DC/DSA/DM/DCC authors' res_*.pt files into synthetic sets (one per experiment)")
+    p.add_argument("file", help="res_<method>_<dataset>_<model>_<ipc>ipc.pt: {'data': [[images, labels], ...], 'accs_all_exps': ...}")
+    p.add_argument("--dataset", default=None, help="the dataset it was condensed from (default: from the file name)")
+    p.add_argument("--out", required=True, help="directory for exp<k>.safetensors")
+    p.add_argument("--method", default=None, help="method name to record (default: from the file name)")
+    p.add_argument("--source-mean", default=None, help="the normalisation the authors used, if not the dataset's (e.g. DCC's CIFAR-100: 0.4914,0.4822,0.4465)")
+    p.add_argument("--source-std", default=None, help="likewise (DCC's CIFAR-100: 0.2023,0.1994,0.2010)")
+    common(p)
+    p.set_defaults(func=cmd_convert)
+
+    p = sub.add_parser("export", help="write a synthetic set as PNG files plus labels.csv")
+    p.add_argument("synthetic", help="a synthetic-set file (.safetensors, or a legacy .pt)")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_export)
+
     p = sub.add_parser("datasets", help="list datasets")
     common(p)
     p.set_defaults(func=cmd_datasets)
@@ -308,7 +393,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     return run_command(
-        lambda: args.func(args), verbose=args.verbose, threads=getattr(args, "threads", None),
+        lambda: args.func(args), verbose=args.verbose, threads=getattr(args, "threads", None), device=getattr(args, "device", None),
         interrupted="rerun the same command with --resume (run) or as is (study, continual) to continue",
     )
 

@@ -2,14 +2,27 @@
 
 A run directory holds::
 
-    config.json        the resolved CondenseConfig
-    metrics.jsonl      one JSON object per event (iteration losses, evaluations)
-    checkpoint.pt      the state needed to resume (synthetic images, optimiser, iteration)
-    synthetic.pt       the latest SyntheticSet (self-describing, see below)
-    images_itNNNN.png  de-normalised grids of the synthetic images (classes × ipc)
+    config.json             the resolved CondenseConfig
+    metrics.jsonl           one JSON object per event (iteration losses, evaluations)
+    checkpoint.pt           the state needed to resume (synthetic images, optimiser, iteration);
+                            tensors and plain data only, read back with weights_only=True
+    synthetic.safetensors   the latest SyntheticSet (self-describing, see below)
+    images_itNNNN.png       de-normalised grids of the synthetic images (classes × ipc)
 
 A :class:`SyntheticSet` carries everything needed to evaluate it later with no other input:
-dataset name, class names, normalisation, method, ipc, seed, iteration and package version.
+dataset name, class names, normalisation, method, ipc, seed, iteration, config and package
+version. It is stored as a ``safetensors`` file — a JSON header and raw tensor bytes, nothing
+that can run code — readable without this package::
+
+    from safetensors import safe_open
+    with safe_open("runs/x/synthetic.safetensors", "pt") as f:
+        images = f.get_tensor("images")              # (N, C, H, W) float32, normalised
+        labels = f.get_tensor("labels")              # (N,) int64
+        meta = {k: json.loads(v) for k, v in f.metadata().items() if k != "format"}
+        meta["class_names"], meta["mean"], meta["std"], meta["config"]
+
+Sets written by earlier versions (``synthetic.pt``, a ``torch.save`` dict) still load, through
+``torch.load(weights_only=True)`` (:func:`condense.safeio.load_torch_file`).
 """
 
 from __future__ import annotations
@@ -27,8 +40,28 @@ import torch
 from torch import Tensor
 
 from condense.errors import CondenseError
+from condense.safeio import load_torch_file, one_line
 
-__all__ = ["SyntheticSet", "atomic_write_bytes", "atomic_torch_save", "atomic_write_json", "MetricsLog", "save_image_grid"]
+__all__ = [
+    "SyntheticSet", "SYNTHETIC_FILE", "LEGACY_SYNTHETIC_FILE", "find_synthetic_file",
+    "prepare_output_dir", "atomic_write_bytes", "atomic_torch_save", "atomic_write_json", "MetricsLog", "save_image_grid",
+]
+
+#: The synthetic set of a run directory (safetensors).
+SYNTHETIC_FILE = "synthetic.safetensors"
+#: Its name before safetensors (a ``torch.save`` dict); still read.
+LEGACY_SYNTHETIC_FILE = "synthetic.pt"
+_FORMAT = "condense.SyntheticSet/2"  # safetensors: tensors + JSON metadata
+_LEGACY_FORMAT = "condense.SyntheticSet/1"  # torch.save dict
+_REQUIRED = ("images", "labels", "dataset", "class_names", "mean", "std", "method", "ipc", "seed", "iteration")
+
+
+def find_synthetic_file(run_dir: str | Path) -> Path | None:
+    """The synthetic set of a run directory: ``synthetic.safetensors``, else a legacy ``synthetic.pt``, else None."""
+    for name in (SYNTHETIC_FILE, LEGACY_SYNTHETIC_FILE):
+        if (Path(run_dir) / name).is_file():
+            return Path(run_dir) / name
+    return None
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
@@ -45,6 +78,24 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def prepare_output_dir(path: str | Path) -> Path:
+    """Create the output directory ``path`` (with parents) and check a file can be written in it.
+
+    Raises:
+        CondenseError: one line naming the directory and why (under a regular file, read-only, ...).
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise CondenseError(f"cannot write to output directory {path}: it is a file")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        raise CondenseError(f"cannot write to output directory {path}: {exc.strerror or one_line(exc)}") from None
+    return path
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
@@ -125,27 +176,108 @@ class SyntheticSet:
         return (self.images.detach().cpu() * std + mean).clamp(0, 1)
 
     def save(self, path: str | Path) -> None:
-        record = dataclasses.asdict(self)
-        record["images"] = self.images.detach().cpu().clone()
-        record["labels"] = self.labels.detach().cpu().clone()
-        record["format"] = "condense.SyntheticSet/1"
-        atomic_torch_save(record, path)
+        """Write a ``safetensors`` file (whatever the suffix): tensors ``images``, ``labels``; every
+        other field as a JSON string in the header metadata, plus ``format``."""
+        from safetensors.torch import save as safetensors_bytes
+
+        metadata = {"format": _FORMAT}
+        for f in dataclasses.fields(self):
+            if f.name not in ("images", "labels"):
+                metadata[f.name] = json.dumps(getattr(self, f.name), sort_keys=True)
+        tensors = {
+            "images": self.images.detach().to("cpu", torch.float32).contiguous(),
+            "labels": self.labels.detach().to("cpu", torch.int64).contiguous(),
+        }
+        atomic_write_bytes(path, safetensors_bytes(tensors, metadata=metadata))
 
     @classmethod
     def load(cls, path: str | Path) -> "SyntheticSet":
+        """Read a set written by :meth:`save` (safetensors) or by earlier versions (``torch.save``
+        dict, read with ``weights_only=True``). The file's content decides, not its suffix.
+
+        Raises:
+            CondenseError: one line naming the file — missing, truncated, foreign, incomplete, or
+                (legacy files) holding pickled objects that could run code.
+        """
         path = Path(path)
-        if not path.exists():
+        if not path.is_file():
             raise CondenseError(f"no synthetic set at {path}")
-        try:
-            record = torch.load(path, map_location="cpu", weights_only=False)
-        except Exception as exc:  # noqa: BLE001 - any unpickling failure means a bad file
-            raise CondenseError(f"cannot read synthetic set {path}: {type(exc).__name__}: {exc}".splitlines()[0]) from exc
-        if not isinstance(record, dict) or record.get("format") != "condense.SyntheticSet/1":
-            raise CondenseError(f"{path} is not a synthetic set written by this package")
-        record.pop("format")
-        record["class_names"] = tuple(record["class_names"])
-        record["mean"], record["std"] = tuple(record["mean"]), tuple(record["std"])
-        return cls(**record)
+        if _looks_like_safetensors(path):
+            record = _read_safetensors(path)
+        else:
+            record = load_torch_file(path, "synthetic set")
+            if not isinstance(record, dict) or record.get("format") != _LEGACY_FORMAT:
+                raise CondenseError(f"{path} is not a synthetic set written by this package")
+            record = dict(record)
+            record.pop("format")
+        return cls(**_checked_fields(record, path))
+
+
+def _looks_like_safetensors(path: Path) -> bool:
+    """A safetensors file starts with the 8-byte little-endian header length, then the JSON header ``{``."""
+    with path.open("rb") as handle:
+        head = handle.read(9)
+    return len(head) == 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < path.stat().st_size
+
+
+def _read_safetensors(path: Path) -> dict[str, Any]:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as handle:
+            metadata = dict(handle.metadata() or {})
+            record: dict[str, Any] = {k: handle.get_tensor(k) for k in handle.keys() if k in ("images", "labels")}
+    except Exception as exc:  # noqa: BLE001 - any failure to parse means a damaged or foreign file
+        raise CondenseError(f"cannot read synthetic set {path}: {one_line(exc)} (truncated or not a safetensors file?)") from None
+    if metadata.get("format") != _FORMAT:
+        raise CondenseError(f"{path} is a safetensors file but not a synthetic set written by this package (format {metadata.get('format')!r})")
+    for key, text in metadata.items():
+        if key != "format":
+            try:
+                record[key] = json.loads(text)
+            except json.JSONDecodeError:
+                raise CondenseError(f"{path}: metadata field {key!r} is not JSON") from None
+    return record
+
+
+def _checked_fields(record: dict[str, Any], path: Path) -> dict[str, Any]:
+    """The constructor arguments in ``record``, checked: a bad file fails here with one line, not later."""
+    missing = [k for k in _REQUIRED if k not in record]
+    if missing:
+        raise CondenseError(f"{path} is an incomplete synthetic set: no {', '.join(missing)}")
+
+    def bad(problem: str) -> CondenseError:
+        return CondenseError(f"{path} is not a valid synthetic set: {problem}")
+
+    images, labels = record["images"], record["labels"]
+    if not isinstance(images, Tensor) or images.dim() != 4 or not images.is_floating_point():
+        raise bad(f"images must be a (N, C, H, W) float tensor, got {getattr(images, 'shape', type(images).__name__)}")
+    if not isinstance(labels, Tensor) or labels.dim() != 1 or labels.dtype != torch.int64 or len(labels) != len(images):
+        raise bad(f"labels must be ({len(images)},) int64, got {getattr(labels, 'shape', type(labels).__name__)}")
+    names, mean, std = record["class_names"], record["mean"], record["std"]
+    if not isinstance(names, (list, tuple)) or not names or not all(isinstance(n, str) for n in names):
+        raise bad("class_names must be a non-empty list of strings")
+    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= len(names)):
+        raise bad(f"labels outside 0..{len(names) - 1}")
+    for key, values in (("mean", mean), ("std", std)):
+        if not isinstance(values, (list, tuple)) or len(values) != images.shape[1] or not all(isinstance(v, (int, float)) for v in values):
+            raise bad(f"{key} must hold {images.shape[1]} number(s), one per channel")
+    if not all(v > 0 for v in std):
+        raise bad("std must be positive")
+    for key in ("dataset", "method"):
+        if not isinstance(record[key], str):
+            raise bad(f"{key} must be a string")
+    for key in ("ipc", "seed", "iteration"):
+        if not isinstance(record[key], int) or isinstance(record[key], bool):
+            raise bad(f"{key} must be an integer")
+    if not isinstance(record.get("config", {}), dict):
+        raise bad("config must be a dict")
+    known = {f.name for f in dataclasses.fields(SyntheticSet)}
+    fields = {k: v for k, v in record.items() if k in known}  # fields of later versions are ignored
+    fields["class_names"] = tuple(names)
+    fields["mean"], fields["std"] = tuple(float(v) for v in mean), tuple(float(v) for v in std)
+    fields["package_version"] = str(fields.get("package_version") or "")
+    return fields
 
 
 def save_image_grid(images: Tensor, labels: Tensor, path: str | Path, class_names: tuple[str, ...] = (), max_per_class: int = 10) -> None:

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import types
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -32,6 +34,14 @@ COMPILE_MODES: tuple[str, ...] = ("auto", "on", "off")
 
 #: ipc -> (K matching steps, T network epochs), from the DCC code.
 LOOP_SIZES: dict[int, tuple[int, int]] = {1: (10, 5), 10: (10, 50), 20: (20, 25), 30: (30, 20), 40: (40, 15), 50: (50, 10)}
+
+
+def _check_networks(names: tuple[str, ...], field_name: str) -> None:
+    from condense.networks import list_networks
+
+    unknown = [n for n in names if n not in list_networks()]
+    if unknown:
+        raise ConfigError(f"unknown {field_name} {', '.join(map(repr, unknown))}; known: {', '.join(list_networks())}")
 
 
 @dataclass(frozen=True)
@@ -77,6 +87,7 @@ class EvaluationConfig:
             raise ConfigError(f"evaluation epochs must be >= 1, got {self.epochs}")
         if not self.networks:
             raise ConfigError("evaluation needs at least one architecture")
+        _check_networks(self.networks, "evaluation.networks")
 
     def resolved_epochs(self, augmentation: str) -> int:
         if self.epochs is not None:
@@ -125,6 +136,7 @@ class CondenseConfig:
             raise ConfigError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
         if self.ipc < 1:
             raise ConfigError(f"ipc must be a positive number of images per class, got {self.ipc}")
+        _check_networks((self.network,), "network")
         if self.iterations < 0:
             raise ConfigError(f"iterations must be >= 0, got {self.iterations}")
         if (self.matching_steps is None or self.network_epochs is None) and self.ipc not in LOOP_SIZES:
@@ -225,24 +237,76 @@ class CondenseConfig:
         return dataclasses.replace(self, **changes)
 
 
-def parse_field(text: str, annotation: object) -> object:
-    """Parse command-line ``text`` for a dataclass field whose type annotation is ``annotation``.
+def _describe(annotation: object) -> str:
+    """What a value of type ``annotation`` looks like on the command line, for error messages."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(a) for a in args)
+    if origin is Literal:
+        return "one of " + ", ".join(str(a) for a in args)
+    if origin is tuple:
+        return f"a comma-separated list ({_describe(args[0]) if args else 'values'} each)"
+    return {int: "an integer", float: "a finite number", bool: "true or false", str: "text", type(None): "none"}.get(annotation, str(annotation))
 
-    JSON where it parses (``3``, ``[1, 2]``, ``true``), ``none``/``null`` as None, a plain string
-    otherwise; tuple fields also accept ``a,b,c`` (items converted to int for int tuples).
+
+def _convert(text: str, annotation: object) -> object:
+    """``text`` as a value of type ``annotation``; ``ValueError`` if it is not one."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if annotation is type(None):
+        if text.lower() in ("none", "null"):
+            return None
+        raise ValueError(text)
+    if origin in (typing.Union, types.UnionType):
+        for option in sorted(args, key=lambda a: a is not type(None)):  # "none" first, then the others
+            try:
+                return _convert(text, option)
+            except ValueError:
+                continue
+        raise ValueError(text)
+    if origin is Literal:
+        if text in args:
+            return text
+        raise ValueError(text)
+    if origin is tuple:
+        stripped = text.strip()
+        if stripped.startswith("["):
+            items = json.loads(stripped)  # JSONDecodeError is a ValueError
+            if not isinstance(items, list):
+                raise ValueError(text)
+            items = [str(i) for i in items]
+        else:
+            items = [v.strip() for v in stripped.split(",") if v.strip()]
+        return tuple(_convert(item, args[0]) for item in items) if args else tuple(items)
+    if annotation is bool:
+        lowered = text.strip().lower()
+        if lowered in ("true", "1", "yes"):
+            return True
+        if lowered in ("false", "0", "no"):
+            return False
+        raise ValueError(text)
+    if annotation is int:
+        return int(text.strip())
+    if annotation is float:
+        value = float(text.strip())
+        if not math.isfinite(value):
+            raise ValueError(text)
+        return value
+    if annotation is str:
+        return text
+    raise ValueError(f"cannot set a {annotation} field from the command line")
+
+
+def parse_field(text: str, annotation: object, name: str = "value") -> object:
+    """Parse command-line ``text`` for a dataclass field ``name`` whose type annotation is ``annotation``.
+
+    ``int``, ``float`` (finite), ``bool`` (true/false), ``str``, ``Literal`` choices, ``X | None``
+    (``none``/``null``) and ``tuple[X, ...]`` (``a,b,c`` or a JSON list ``[1, 2]``), each item
+    checked. Anything else is a :class:`ConfigError` naming the field and what it expects.
     """
-    if text.lower() in ("none", "null"):
-        return None
     try:
-        value = json.loads(text)
-    except json.JSONDecodeError:
-        value = text
-    if "tuple" in str(annotation):
-        if isinstance(value, list):
-            return tuple(value)
-        items = [v.strip() for v in str(value).split(",") if v.strip()]
-        return tuple(int(v) if "int" in str(annotation) else v for v in items)
-    return value
+        return _convert(text, annotation)
+    except ValueError:
+        raise ConfigError(f"{name}={text}: expected {_describe(annotation)}") from None
 
 
 def parse_overrides(pairs: list[str]) -> dict:
@@ -258,9 +322,9 @@ def parse_overrides(pairs: list[str]) -> dict:
             field = key.split(".", 1)[1]
             if field not in eval_hints:
                 raise ConfigError(f"unknown evaluation field {field!r}; known: {', '.join(eval_hints)}")
-            changes.setdefault("evaluation", {})[field] = parse_field(text, eval_hints[field])
+            changes.setdefault("evaluation", {})[field] = parse_field(text, eval_hints[field], key)
         elif key in top_hints and key != "evaluation":
-            changes[key] = parse_field(text, top_hints[key])
+            changes[key] = parse_field(text, top_hints[key], key)
         else:
             raise ConfigError(f"unknown config field {key!r}; known: {', '.join(k for k in top_hints if k != 'evaluation')}, evaluation.*")
     return changes

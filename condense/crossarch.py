@@ -19,7 +19,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from condense.artifacts import SyntheticSet, atomic_write_json
+from condense.artifacts import SYNTHETIC_FILE, SyntheticSet, atomic_write_json, find_synthetic_file
 from condense.config import EvaluationConfig
 from condense.data import ImageDataset
 from condense.errors import ConfigError
@@ -58,11 +58,11 @@ def resolve_networks(spec: str) -> tuple[str, ...]:
 
 
 def find_synthetic_set(path: str | Path) -> Path:
-    """A ``.pt`` file, or a run directory holding ``synthetic.pt``."""
+    """A synthetic-set file (``.safetensors``, or a legacy ``.pt``), or a run directory holding one."""
     path = Path(path)
-    candidate = path / "synthetic.pt" if path.is_dir() else path
-    if not candidate.is_file():
-        raise ConfigError(f"no synthetic set at {path} (expected a .pt file or a run directory with synthetic.pt)")
+    candidate = find_synthetic_file(path) if path.is_dir() else path
+    if candidate is None or not candidate.is_file():
+        raise ConfigError(f"no synthetic set at {path} (expected a set file or a run directory with {SYNTHETIC_FILE})")
     return candidate
 
 
@@ -82,7 +82,7 @@ def run_cross_architecture(
     progress: bool = True,
     shard: tuple[int, int] = (0, 1),
 ) -> str:
-    """Evaluate each set in ``sets`` (name → ``.pt``) on each architecture; returns the table so far.
+    """Evaluate each set in ``sets`` (name → set file) on each architecture; returns the table so far.
 
     ``evaluation`` gives everything but the architecture (networks per architecture, epochs...);
     the augmentation is each set's protocol default (DSA for DSA/DSAC sets). Finished pairs are

@@ -118,6 +118,8 @@ def default_augmentation(synthetic: SyntheticSet, evaluation: EvaluationConfig) 
     if that is not ``auto``, and ``none`` for a set without a condensation config (a baseline)."""
     if evaluation.augmentation != "auto":
         return evaluation.augmentation
+    if "evaluation_augmentation" in synthetic.config:  # sets converted from other code say what their authors used
+        return str(synthetic.config["evaluation_augmentation"])
     if "method" not in synthetic.config:
         return "none"
     from condense.config import CondenseConfig

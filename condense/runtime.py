@@ -19,11 +19,31 @@ import torch
 log = logging.getLogger("condense")
 
 
-def resolve_device(device: str | None = None) -> torch.device:
-    """``None`` or ``'auto'``: CUDA if available, else CPU; otherwise the named device."""
-    if device in (None, "auto"):
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """``None`` or ``'auto'``: CUDA if available, else CPU; otherwise the named device, checked.
+
+    Raises:
+        ConfigError: a device name torch does not know, or a device this machine does not have
+            (``cuda`` without CUDA, ``cuda:3`` with two GPUs, ``mps`` off Apple silicon).
+    """
+    from condense.errors import ConfigError
+
+    if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ConfigError(f"unknown device {device!r}; use cpu, cuda or cuda:N") from None
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {device!r}: CUDA is not available on this machine (torch {torch.__version__}); use --device cpu")
+        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
+            raise ConfigError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s), numbered from 0")
+    elif resolved.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"device {device!r}: MPS is not available on this machine; use --device cpu")
+    elif resolved.type not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"device {device!r}: this package runs on cpu, cuda or mps")
+    return resolved
 
 
 def derive_seed(seed: int, *keys: int | str) -> int:
@@ -57,21 +77,35 @@ def setup_logging(verbose: bool = False) -> None:
     )
 
 
-def run_command(command: Callable[[], int], *, verbose: bool = False, threads: int | None = None, interrupted: str = "") -> int:
+def run_command(
+    command: Callable[[], int], *, verbose: bool = False, threads: int | None = None, device: str | None = None, interrupted: str = "",
+) -> int:
     """Run a command-line entry point: logging, torch threads, and one-line user errors.
 
-    A :class:`~condense.errors.CondenseError` prints ``error: <message>`` and returns 2 (never a
-    traceback); Ctrl-C prints ``interrupted; <interrupted>`` and returns 130.
+    ``threads`` (>= 1) and ``device`` are checked before the command starts. A
+    :class:`~condense.errors.CondenseError` prints ``error: <message>`` and returns 2 (never a
+    traceback); so does an ``OSError`` (a file that cannot be written or read: permissions, a
+    full disk), with the traceback only under ``--verbose``; Ctrl-C prints
+    ``interrupted; <interrupted>`` and returns 130.
     """
-    from condense.errors import CondenseError
+    from condense.errors import ConfigError, CondenseError
 
     setup_logging(verbose)
-    if threads:
-        torch.set_num_threads(threads)
     try:
+        if threads is not None:
+            if threads < 1:
+                raise ConfigError(f"--threads must be at least 1, got {threads}")
+            torch.set_num_threads(threads)
+        if device is not None:
+            resolve_device(device)
         return command()
     except CondenseError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # the environment, not the package: say which file and why, in one line
+        log.debug("file error", exc_info=True)
+        where = f": {exc.filename}" if getattr(exc, "filename", None) else ""
+        print(f"error: {exc.strerror or type(exc).__name__}{where}".splitlines()[0], file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"interrupted; {interrupted}", file=sys.stderr)

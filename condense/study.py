@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from condense.artifacts import MetricsLog, atomic_write_bytes, atomic_write_json, save_image_grid
+from condense.artifacts import SYNTHETIC_FILE, MetricsLog, atomic_write_bytes, atomic_write_json, save_image_grid
 from condense.baselines import herding_subset, random_subset, whole_dataset
 from condense.config import METHODS, CondenseConfig
 from condense.data import ImageDataset
@@ -42,14 +42,21 @@ class Cell:
 def cell_config(preset_prefix: str, dataset: str, cell: Cell, overrides: dict | None = None) -> CondenseConfig:
     """The config of a cell: the preset ``<prefix><dataset>-ipc<N>-<method>`` with the cell's seed.
 
-    Baseline cells use the DC preset of the same ipc for their evaluation settings. A dataset
-    without presets of its own borrows Fashion-MNIST's settings.
+    Baseline cells use the DC preset of the same ipc (else of the nearest ipc) for their evaluation
+    settings. A dataset without presets of its own (a path dataset) borrows Fashion-MNIST's settings.
     """
+    if cell.ipc < 1:
+        raise ConfigError(f"ipc must be a positive number of images per class, got {cell.ipc}")
     method = cell.method if cell.method in METHODS else "dc"
-    name = f"{preset_prefix}{dataset}-ipc{cell.ipc}-{method}"
-    if name not in PRESETS:
-        name = f"{preset_prefix}fashion-mnist-ipc{cell.ipc}-{method}"
-    return get_preset(name).config.replace(dataset=dataset, seed=cell.seed, **(overrides or {}))
+    candidates = [f"{preset_prefix}{dataset}-ipc{cell.ipc}-{method}", f"{preset_prefix}fashion-mnist-ipc{cell.ipc}-{method}"]
+    name = next((n for n in candidates if n in PRESETS), None)
+    if name is None and cell.method not in METHODS:  # a baseline needs only evaluation settings: the nearest ipc's
+        stem = f"{preset_prefix}fashion-mnist-ipc"
+        ipcs = sorted({p.config.ipc for n, p in PRESETS.items() if n.startswith(stem) and n.endswith("-dc")})
+        base = get_preset(f"{stem}{min(ipcs, key=lambda i: abs(i - cell.ipc))}-dc").config
+        return base.replace(dataset=dataset, seed=cell.seed, ipc=cell.ipc, matching_steps=base.steps,
+                            network_epochs=base.epochs_between_steps, **(overrides or {}))
+    return get_preset(name or candidates[0]).config.replace(dataset=dataset, seed=cell.seed, **(overrides or {}))
 
 
 def run_cell(cell: Cell, config: CondenseConfig, dataset: ImageDataset, out: Path, *, device=None, progress: bool = True) -> None:
@@ -74,7 +81,7 @@ def run_cell(cell: Cell, config: CondenseConfig, dataset: ImageDataset, out: Pat
         mean, std = mean_std(accs)
         metrics.append(event="evaluation", iteration=0, network=arch, accuracies=accs, mean=mean, std=std, seconds=time.perf_counter() - started)
     if cell.method != "whole":  # the whole training set is not worth a copy
-        chosen.save(run_dir / "synthetic.pt")
+        chosen.save(run_dir / SYNTHETIC_FILE)
         save_image_grid(chosen.denormalised(), chosen.labels, run_dir / "images_it0000.png", chosen.class_names)
     (run_dir / "DONE").write_text("0\n")
 

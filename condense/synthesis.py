@@ -41,7 +41,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from condense.artifacts import MetricsLog, SyntheticSet, atomic_torch_save, atomic_write_json, save_image_grid
+from condense.artifacts import SYNTHETIC_FILE, MetricsLog, SyntheticSet, atomic_torch_save, atomic_write_json, save_image_grid
 from condense.augment import DSA
 from condense.compiled import CompiledForward
 from condense.config import CondenseConfig
@@ -59,6 +59,7 @@ from condense.matching import (
 )
 from condense.networks import build_network, has_batchnorm
 from condense.runtime import derive_generator, resolve_device, seeded_global_rng
+from condense.safeio import load_torch_file
 from condense.training import train_epoch
 
 log = logging.getLogger("condense.synthesis")
@@ -345,6 +346,16 @@ class Condenser:
         return IterationResult(loss=mean_loss, objectives=objectives)
 
 
+def _read_checkpoint(path: Path) -> dict[str, Any]:
+    """A checkpoint written by :meth:`Condenser.state_dict` (tensors and plain data, read with
+    ``weights_only=True``); one-line :class:`~condense.errors.CondenseError` otherwise."""
+    state = load_torch_file(path, "checkpoint")
+    keys = ("synthetic", "optimizer", "iteration", "config")
+    if not isinstance(state, dict) or any(k not in state for k in keys) or not isinstance(state["config"], dict):
+        raise ConfigError(f"{path} is not a checkpoint of this package (expected {', '.join(keys)}); remove it or choose another --out")
+    return state
+
+
 def _objective_summary(objectives: list[str]) -> str:
     return "+".join(sorted(set(objectives)))
 
@@ -376,7 +387,7 @@ def condense_dataset(
     if checkpoint_path.exists():
         if not resume:
             raise ConfigError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
-        state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
+        state = _read_checkpoint(checkpoint_path)
         if not CondenseConfig.from_dict(state["config"]).same_run(config):
             raise ConfigError(f"the checkpoint in {run_dir} was made with a different config; resume with the same settings")
         condenser.load_state_dict(state)
@@ -393,7 +404,7 @@ def condense_dataset(
             raise NonFiniteLossError(f"synthetic images became non-finite by iteration {condenser.iteration}; the last checkpoint in {run_dir} is kept")
         atomic_torch_save(condenser.state_dict(), checkpoint_path)
         synthetic = condenser.synthetic_set()
-        synthetic.save(run_dir / "synthetic.pt")
+        synthetic.save(run_dir / SYNTHETIC_FILE)
 
     def maybe_evaluate() -> None:
         it = condenser.iteration

@@ -56,7 +56,7 @@ from typing import Any
 
 import torch
 
-from condense.artifacts import SyntheticSet, atomic_write_bytes, atomic_write_json
+from condense.artifacts import SyntheticSet, atomic_write_bytes, atomic_write_json, find_synthetic_file
 from condense.config import CondenseConfig, EvaluationConfig, parse_field
 from condense.data import ImageDataset, load_dataset
 from condense.errors import CondenseError, ConfigError
@@ -110,9 +110,10 @@ def _image_fields(config: dict[str, Any] | CondenseConfig) -> dict[str, Any]:
 
 def _finished_set(run_dir: Path, config: CondenseConfig) -> tuple[SyntheticSet | None, str]:
     """The synthetic set in ``run_dir`` if it is finished and made with ``config`` (else None and why not)."""
-    if not (run_dir / "DONE").exists() or not (run_dir / "synthetic.pt").exists():
+    path = find_synthetic_file(run_dir)
+    if not (run_dir / "DONE").exists() or path is None:
         return None, "not finished"
-    synthetic = SyntheticSet.load(run_dir / "synthetic.pt")
+    synthetic = SyntheticSet.load(path)
     try:
         same = _image_fields(synthetic.config) == _image_fields(config)
     except (CondenseError, TypeError):
@@ -469,7 +470,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--run", metavar="PRESET", help="a track preset (see --list)")
     parser.add_argument("--list", action="store_true", help="list the track presets and exit")
-    parser.add_argument("--out", default=None, help="run directory (default runs/<preset>)")
+    parser.add_argument("--out", default=None, help="run directory (default runs/<preset>, or runs/<preset>-<dataset> with --dataset)")
+    parser.add_argument("--dataset", default=None, help="track on this dataset instead of the preset's: a registry name or the path of an ImageFolder directory / .npz")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override a preset field, e.g. epochs=50 or methods=random,dcc")
     parser.add_argument("--condense-set", action="append", default=[], metavar="FIELD=VALUE", help="override a condensation config field, e.g. iterations=3")
     parser.add_argument("--seeds", default=None, help="comma-separated seeds (overrides the preset's)")
@@ -495,7 +497,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     return run_command(
-        lambda: _track_command(args), verbose=args.verbose, threads=args.threads,
+        lambda: _track_command(args), verbose=args.verbose, threads=args.threads, device=args.device,
         interrupted="rerun the same command to continue (finished units are kept)",
     )
 
@@ -506,7 +508,13 @@ def _track_command(args: argparse.Namespace) -> int:
         return 0
     if not args.run:
         raise ConfigError("give --run PRESET (or --list to see them)")
+    from condense.data.userdata import dataset_slug, looks_like_path
+
     preset = apply_overrides(get_track_preset(args.run), args.set)
+    if args.dataset:
+        preset = preset.replace(dataset=args.dataset)
+    if looks_like_path(preset.dataset):  # one spelling of the path, so reruns from elsewhere find their sets
+        preset = preset.replace(dataset=str(Path(preset.dataset).expanduser().resolve()))
     if args.condense_set:
         preset = preset.replace(condense_set=preset.condense_set + tuple(args.condense_set))
     if args.seeds:
@@ -514,7 +522,8 @@ def _track_command(args: argparse.Namespace) -> int:
             preset = preset.replace(seeds=tuple(int(s) for s in args.seeds.split(",") if s.strip()))
         except ValueError:
             raise ConfigError(f"--seeds expects integers like 0,1,2, got {args.seeds!r}") from None
-    out = Path(args.out) if args.out else Path("runs") / preset.name
+    default = preset.name if not args.dataset else f"{preset.name}-{dataset_slug(preset.dataset)}"
+    out = Path(args.out) if args.out else Path("runs") / default
     run_track(
         preset, out, data_root=args.data_root, download=not args.offline, device=args.device,
         reuse_study=args.reuse_study, progress=not args.no_progress, figures=not args.no_figures,

@@ -73,6 +73,7 @@ from condense.data import ImageDataset
 from condense.errors import CondenseError
 from condense.hooks import Callback
 from condense.runtime import derive_generator
+from condense.safeio import load_torch_file
 from dynamics.ntk import NTKImplementation, empirical_ntk
 from dynamics.velocity import KernelMetadata, KernelTrajectory, class_balanced_probe, trajectory_from_kernels
 
@@ -303,17 +304,14 @@ class KernelRecorder:
     @classmethod
     def load(cls, path: str | Path) -> KernelRecorder:
         """Read a recorder written by :meth:`save`; :class:`~condense.errors.CondenseError` otherwise."""
-        path = Path(path)
-        if not path.exists():
-            raise CondenseError(f"no kernel recording at {path}")
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=False)
-        except Exception as exc:  # noqa: BLE001 - any unpickling failure means a bad file
-            raise CondenseError(f"cannot read kernel recording {path}: {type(exc).__name__}: {exc}".splitlines()[0]) from exc
+        state = load_torch_file(path, "kernel recording")
         if not isinstance(state, dict) or state.get("format") != _FORMAT:
             raise CondenseError(f"{path} is not a kernel recording written by dynamics.tracking")
-        records = [KernelRecord(**r) for r in state["records"]]
-        return cls(KernelMetadata.from_dict(state["metadata"]), records, state.get("info"))
+        try:
+            records = [KernelRecord(**r) for r in state["records"]]
+            return cls(KernelMetadata.from_dict(state["metadata"]), records, state.get("info"))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CondenseError(f"{path} is an incomplete kernel recording ({type(exc).__name__}: {exc})".splitlines()[0]) from None
 
 
 # --------------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ A builder turns one step's class subset into ``per_class`` images per class (a
     dc dcc dsa dsac
                condense_dataset on the step's classes   (condense.synthesis, evaluate=False)
 
-:func:`step_memory` caches each step's set in ``<run_dir>/synthetic.pt`` + ``DONE``; an unfinished
+:func:`step_memory` caches each step's set in ``<run_dir>/synthetic.safetensors`` + ``DONE``; an unfinished
 condensation resumes from its checkpoint.
 """
 
@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from condense.artifacts import SyntheticSet
+from condense.artifacts import SYNTHETIC_FILE, SyntheticSet, find_synthetic_file
 from condense.baselines import herding_subset, random_subset
 from condense.continual.classes import ClassSubset
 from condense.continual.config import CONDENSATION_MEMORIES, MEMORY_NAMES, ContinualConfig
@@ -160,11 +160,12 @@ assert tuple(MEMORY_BUILDERS) == MEMORY_NAMES, "every memory name of condense.co
 def step_memory(name: str, request: MemoryRequest) -> SyntheticSet:
     """The memory ``name`` of one step, built once and cached in ``request.run_dir``."""
     run_dir = request.run_dir
-    if (run_dir / "DONE").exists() and (run_dir / "synthetic.pt").exists():
-        return SyntheticSet.load(run_dir / "synthetic.pt")
+    cached = find_synthetic_file(run_dir)
+    if (run_dir / "DONE").exists() and cached is not None:
+        return SyntheticSet.load(cached)
     log.info("building %s memory of classes %s in %s", name, list(request.subset.classes), run_dir)
     synthetic = MEMORY_BUILDERS[name](request)
     if not (run_dir / "DONE").exists():  # baselines; condense_dataset writes its own
-        synthetic.save(run_dir / "synthetic.pt")
+        synthetic.save(run_dir / SYNTHETIC_FILE)
         (run_dir / "DONE").write_text("0\n")
     return synthetic

@@ -164,7 +164,7 @@ def read_imagenet32_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     ``(N, 3, 32, 32) uint8`` images and ``(N,)`` **1-based** labels, as stored."""
     if path.suffix == ".npz":
         try:
-            with np.load(path) as record:
+            with np.load(path, allow_pickle=False) as record:
                 data, labels = record["data"], record["labels"]
         except (OSError, ValueError, KeyError, zlib.error, EOFError) as error:
             raise CorruptDatasetError(f"cannot read {path}: {_one_line(error)}") from None

