@@ -71,6 +71,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import multiprocessing as mp
 import os
 import resource
@@ -152,6 +153,7 @@ class Job:
     iterations: int
     threads: int
     count_flops: bool = False
+    warm_up: bool = True
 
 
 @dataclass
@@ -167,6 +169,11 @@ class Measurement:
     flops: int | None = None
     flop_detail: dict[str, int] = field(default_factory=dict)
     warm_up_seconds: float = 0.0
+    cpu_seconds: list[float] = field(default_factory=list)  # CPU time of the measuring process per iteration
+
+    @property
+    def mean_cpu_seconds(self) -> float:
+        return sum(self.cpu_seconds) / len(self.cpu_seconds) if self.cpu_seconds else math.nan
 
     @property
     def mean_seconds(self) -> float:
@@ -342,7 +349,9 @@ def measure(job: Job) -> Measurement:
     torch.set_num_threads(job.threads)
     runner = make_runner(job.impl, job.config, job.dataset)
     image_shape = tuple(job.dataset.train_images.shape[1:])
-    if job.impl in PACKAGE_IMPLEMENTATIONS:
+    if not job.warm_up:
+        warm_up_seconds = 0.0
+    elif job.impl in PACKAGE_IMPLEMENTATIONS:
         started = time.perf_counter()
         warm_up_package(job.impl, job.config, job.dataset)
         warm_up_seconds = time.perf_counter() - started
@@ -351,15 +360,17 @@ def measure(job: Job) -> Measurement:
         warm_up_seconds = 0.0
     rss_start, reset = reset_peak_rss()
     cpu_before = cpu_seconds()
-    seconds, losses = [], []
+    seconds, cpu, losses = [], [], []
     for _ in range(job.iterations):
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         losses.append(runner.run_iteration())
         seconds.append(time.perf_counter() - started)
+        cpu.append(time.process_time() - cpu_started)
+    print(f"  [{job.impl}: {seconds[-1]:.1f} s wall, {cpu[-1]:.1f} s CPU of this process, {job.threads} thread(s)]", flush=True)
     result = Measurement(
         impl=job.impl, seconds=seconds, losses=losses, rss_start_mib=rss_start, peak_rss_mib=peak_rss_mib(),
         peak_is_reset=reset, synthetic=runner.synthetic.detach().clone(),
-        other_load=other_load(cpu_before, cpu_seconds(), sum(seconds)), warm_up_seconds=warm_up_seconds,
+        other_load=other_load(cpu_before, cpu_seconds(), sum(seconds)), warm_up_seconds=warm_up_seconds, cpu_seconds=cpu,
     )
     if job.count_flops:
         result.flop_detail = iteration_flops(job.config, job.dataset)
@@ -401,13 +412,15 @@ def _fmt_s(seconds: float) -> str:
 
 def summary_row(case: str, config: CondenseConfig, results: dict[str, Measurement]) -> str:
     """Seconds per iteration of each implementation and its speed-up over the reference."""
-    ref = results["reference"].mean_seconds if "reference" in results else None
+    ref = results.get("reference")
     loop = f"K={config.steps}, T={config.epochs_between_steps}, real batch {config.real_batch}"
-    cells = []
+    wall, cpu = [], []
     for impl, r in results.items():
-        ratio = f" ({ref / r.mean_seconds:.2f}×)" if ref is not None and impl != "reference" else ""
-        cells.append(f"{impl} {_fmt_s(r.mean_seconds)}{ratio}")
-    return f"| {case} | {loop} | {' · '.join(cells)} |"
+        wall_ratio = f" ({ref.mean_seconds / r.mean_seconds:.2f}×)" if ref is not None and impl != "reference" else ""
+        cpu_ratio = f" ({ref.mean_cpu_seconds / r.mean_cpu_seconds:.2f}×)" if ref is not None and impl != "reference" else ""
+        wall.append(f"{impl} {_fmt_s(r.mean_seconds)}{wall_ratio}")
+        cpu.append(f"{impl} {_fmt_s(r.mean_cpu_seconds)}{cpu_ratio}")
+    return f"| {case} | {loop} | {' · '.join(wall)} | {' · '.join(cpu)} |"
 
 
 def difference(impl: str, results: dict[str, Measurement]) -> tuple[str, float | None]:
@@ -439,8 +452,8 @@ def detail_rows(case: str, results: dict[str, Measurement]) -> list[str]:
 
 
 SUMMARY_HEADER = (
-    "| case | loop | seconds per iteration (speed-up vs reference) |\n"
-    "|---|---|---|"
+    "| case | loop | wall seconds per iteration (speed-up vs reference) | CPU seconds per iteration of the measuring process (speed-up) |\n"
+    "|---|---|---|---|"
 )
 DETAIL_HEADER = (
     "| case | implementation | s/it | GFLOP/it | GFLOP/s | peak RSS (MiB) | peak − start (MiB) | mean loss | max abs ΔS vs reference | other load (cores) | warm-up s |\n"
@@ -459,6 +472,7 @@ def json_records(case: str, config: CondenseConfig, results: dict[str, Measureme
             "max_abs_diff_vs_reference": diff if base == "reference" else None,
             "max_abs_diff_vs": {base: diff} if diff is not None else {},
             "speedup_vs_reference": ref.mean_seconds / r.mean_seconds if ref is not None else None,
+            "cpu_seconds_per_iteration": r.mean_cpu_seconds, "cpu_speedup_vs_reference": ref.mean_cpu_seconds / r.mean_cpu_seconds if ref is not None else None,
             "seconds": r.seconds, "losses": r.losses, "rss_start_mib": r.rss_start_mib, "other_load_cores": r.other_load,
             "warm_up_seconds": r.warm_up_seconds, "flops": r.flop_detail, "threads": threads,
             "loop": {"K": config.steps, "T": config.epochs_between_steps, "real_batch": config.real_batch, "ipc": config.ipc, "method": config.method},
@@ -473,6 +487,8 @@ def run_benchmark(args: argparse.Namespace) -> str:
     summary, details, records = [], [], []
     for case in args.cases:
         config = case_config(case, real_batch, args.quick, dry=args.dry)
+        if args.steps is not None or args.epochs is not None:
+            config = config.replace(matching_steps=args.steps or config.steps, network_epochs=args.epochs if args.epochs is not None else config.epochs_between_steps)
         dataset = datasets.setdefault(config.dataset, load_dataset(config.dataset))
         rounds: dict[str, list[Measurement]] = {impl: [] for impl in args.implementations}
         for round_index in range(args.rounds):
@@ -482,11 +498,13 @@ def run_benchmark(args: argparse.Namespace) -> str:
                 started = time.perf_counter()
                 r = measure_quietly(job, args.max_other_load, args.retries)
                 rounds[impl].append(r)
+                base = "package-eager" if impl == "package-perturbed" else "reference"
+                delta = (r.synthetic - rounds[base][0].synthetic).abs().max().item() if impl != base and rounds.get(base) else float("nan")
                 print(
                     f"{case:10s} {impl:22s} round {round_index + 1}: {r.mean_seconds:8.2f} s/it  loss {sum(r.losses) / len(r.losses):.4f}  "
                     f"peak RSS {r.peak_rss_mib:.0f} MiB (+{r.peak_rss_mib - r.rss_start_mib:.0f})  "
                     f"other load {r.other_load if r.other_load is not None else float('nan'):.2f} cores  "
-                    f"warm-up {r.warm_up_seconds:.0f} s  [process {time.perf_counter() - started:.0f} s]",
+                    f"warm-up {r.warm_up_seconds:.0f} s  max|ΔS| vs {base} {delta:.1e}  [process {time.perf_counter() - started:.0f} s]",
                     flush=True,
                 )
         # the fastest round of each implementation (the least disturbed on a shared machine)
@@ -500,6 +518,34 @@ def run_benchmark(args: argparse.Namespace) -> str:
         if args.json:  # after every case, so that a long run leaves its finished cases behind
             Path(args.json).write_text(json.dumps(records, indent=1))
     return "\n".join([SUMMARY_HEADER, *summary, "", DETAIL_HEADER, *details])
+
+
+# --------------------------------------------------------------------------------------------
+# --memory: DC vs DCC peak memory of one matching step at every loop size
+
+
+def memory_table(args: argparse.Namespace) -> str:
+    """Peak RSS above the start of one matching step (K = 1: the real passes, the synthetic
+    second-order pass and the backward to S), DC vs DCC, package eager, at each ipc of ``LOOP_SIZES``."""
+    from condense.config import LOOP_SIZES
+
+    real_batch = args.real_batch or 256
+    dataset = load_dataset(DATASET)
+    rows = ["| ipc | DC peak − start (MiB) | DCC peak − start (MiB) | DCC ÷ DC |", "|---:|---:|---:|---:|"]
+    ipcs = [int(i) for i in args.memory.split(",")] if args.memory != "all" else sorted(LOOP_SIZES)
+    records = []
+    for ipc in ipcs:
+        growth = {}
+        for method in ("dc", "dcc"):
+            config = CondenseConfig(dataset=DATASET, method=method, ipc=ipc, real_batch=real_batch, outer_warmup=0, inner_warmup=0, matching_steps=1, network_epochs=0)
+            r = measure_quietly(Job("package-eager", config, dataset, 1, args.threads, warm_up=False), args.max_other_load, 0)
+            growth[method] = r.peak_rss_mib - r.rss_start_mib
+            records.append({"ipc": ipc, "method": method, "peak_rss_mib": r.peak_rss_mib, "peak_minus_start_mib": growth[method], "seconds": r.mean_seconds})
+            print(f"ipc {ipc:3d} {method:4s} peak {r.peak_rss_mib:.0f} MiB (+{growth[method]:.0f})", flush=True)
+        rows.append(f"| {ipc} | {growth['dc']:,.0f} | {growth['dcc']:,.0f} | {growth['dcc'] / max(growth['dc'], 1):.2f}× |")
+    if args.json:
+        Path(args.json).write_text(json.dumps(records, indent=1))
+    return "\n".join(rows)
 
 
 # --------------------------------------------------------------------------------------------
@@ -584,6 +630,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--iterations", type=int, default=1, help="timed iterations per case and implementation (default 1)")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads in each run (default: all cores)")
     parser.add_argument("--quick", action="store_true", help=f"smoke run: real batch {QUICK_REAL_BATCH}, K and T from QUICK_LOOP")
+    parser.add_argument("--steps", type=int, default=None, help="override K (matching steps per iteration); the report shows the loop")
+    parser.add_argument("--epochs", type=int, default=None, help="override T (network epochs between matching steps)")
     parser.add_argument("--dry", action="store_true", help="seconds: sklearn digits, ConvNet width 32, real batch 8, K=2, T=1 (checks that the script runs)")
     parser.add_argument("--implementations", nargs="+", default=None, choices=ALL_IMPLEMENTATIONS, help=f"default: {' '.join(IMPLEMENTATIONS)}")
     parser.add_argument("--compile", choices=["on", "off"], default="on", help="off: leave out the compiled implementations (default on)")
@@ -595,6 +643,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", help="also write the Markdown report to this file")
     parser.add_argument("--json", help="write one record per (case, implementation) to this JSON file")
     parser.add_argument("--accuracy", action="store_true", help="run the bf16 accuracy study instead of the timing")
+    parser.add_argument("--memory", default=None, metavar="IPCS", help="instead of the timing: DC vs DCC peak memory of one matching step at these ipc values ('all': every LOOP_SIZES row)")
     parser.add_argument("--accuracy-iterations", type=int, default=10)
     parser.add_argument("--accuracy-real-batch", type=int, default=64)
     parser.add_argument("--accuracy-networks", type=int, default=3)
@@ -627,6 +676,8 @@ def main(argv: list[str] | None = None) -> None:
         body = gradient_comparison(dataset, args.gradient_batch)
         print(body, flush=True)
         body += "\n\n" + accuracy_study(dataset, args)
+    elif args.memory:
+        body = memory_table(args)
     else:
         body = run_benchmark(args)
     footer = f"total wall time: {time.perf_counter() - started:.0f} s"

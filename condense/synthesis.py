@@ -16,7 +16,9 @@ For iteration ``it`` = 0 … iterations−1 (PAPER.md §1–4)::
                         for DSA/DSAC)
 
 The contrastive real target (1/C) Σ_c ∇θ ℓ(B_c) is accumulated class by class (one class's
-graph in memory at a time, summed in class order and divided by C, as the authors' code does).
+graph in memory at a time, summed in class order and divided by C, as the authors' code does);
+for large synthetic sets the contrastive synthetic side is back-propagated class by class too
+(:meth:`Condenser._contrastive_backward_by_class`), so DCC's peak memory stays near DC's.
 
 The first-order passes — the real gradients and the training of θ on S — run through compiled
 functions of the network (``config.compile``; :mod:`condense.compiled`) on the network's own
@@ -63,6 +65,11 @@ from condense.safeio import load_torch_file
 from condense.training import train_epoch
 
 log = logging.getLogger("condense.synthesis")
+
+#: DCC's synthetic side runs as one pass over S (the authors' order of operations) up to this many
+#: synthetic images (ipc 10 on 10 classes: measured no more memory than DC), class by class above
+#: (same mathematics; one class's second-order graph in memory; docs/benchmarks.md)
+ONE_PASS_SYNTHETIC_IMAGES = 100
 
 __all__ = ["ClassSampler", "Condenser", "condense_dataset", "initial_synthetic_images"]
 
@@ -246,10 +253,37 @@ class Condenser:
             real_mean = [torch.stack(per_class).sum(dim=0) / self.num_classes for per_class in zip(*batched)]
         else:
             real_mean = self._mean_real_gradient(network, reals)
+        if len(self.labels) > ONE_PASS_SYNTHETIC_IMAGES and acts_per_sample(network):
+            return self._contrastive_backward_by_class(network, real_mean, syns)
         syn_grad = parameter_gradients(network, torch.cat(syns), self.labels, create_graph=True)
         loss = contrastive_matching_loss(real_mean, syn_grad, config.distance)
         self._check_finite(loss)
         loss.backward()
+        return loss.item()
+
+    def _contrastive_backward_by_class(self, network: nn.Module, real_mean: list[Tensor], syns: list[Tensor]) -> float:
+        """L = D(∇θ ℓ(S), target) and ∇_S L with one class's second-order graph in memory at a time.
+
+        With ipc images in every class, ℓ(S) = (1/C) Σ_c ℓ(S_c), so g = ∇θ ℓ(S) = (1/C) Σ_c g_c
+        with g_c = ∇θ ℓ(S_c), and by the chain rule ∇_{S_c} L = ∇_{S_c} ⟨∂L/∂g, g_c⟩ / C. Pass 1
+        sums the g_c without a graph and takes v = ∂L/∂g; pass 2 recomputes each g_c with its
+        graph and back-propagates ⟨v, g_c⟩ / C to S_c. Same mathematics as one pass over S (for a
+        network that acts per sample), one extra first-order synthetic pass.
+        """
+        classes, ipc = self.num_classes, self.config.ipc
+        total: list[Tensor] | None = None
+        for c in range(classes):
+            grads = parameter_gradients(network, syns[c].detach(), self._class_label(c, ipc))
+            total = grads if total is None else [a + b for a, b in zip(total, grads)]
+        assert total is not None
+        whole = [(g / classes).requires_grad_(True) for g in total]
+        loss = contrastive_matching_loss(real_mean, whole, self.config.distance)
+        self._check_finite(loss)
+        direction = torch.autograd.grad(loss, whole, allow_unused=True)  # None: a tensor D ignores (1-D)
+        for c in range(classes):
+            grads = parameter_gradients(network, syns[c], self._class_label(c, ipc), create_graph=True)
+            inner = torch.stack([(v * g).sum() for v, g in zip(direction, grads) if v is not None]).sum() / classes
+            inner.backward()
         return loss.item()
 
     def _batched_real_gradients(self, network: nn.Module, reals: list[Tensor]) -> list[list[Tensor]] | None:

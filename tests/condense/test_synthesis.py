@@ -220,3 +220,24 @@ def test_batched_class_gradients_refuse_a_network_that_mixes_samples():
     network = build_network("convnet-bn", 1, 3, (8, 8)).train()
     with pytest.raises(ValueError, match="per sample"):
         classwise_parameter_gradients(network, torch.randn(3, 2, 1, 8, 8), torch.arange(3).repeat_interleave(2).view(3, 2))
+
+
+@pytest.mark.parametrize("method", ["dcc", "dsac"])
+def test_class_by_class_contrastive_backward_equals_one_pass(data, method, monkeypatch):
+    """Above ONE_PASS_SYNTHETIC_IMAGES the contrastive synthetic side is back-propagated class by
+    class; it gives the one-pass ∇_S L (and loss) to rounding."""
+    from condense import synthesis
+
+    config = tiny_config(method=method, outer_warmup=0, inner_warmup=0)
+    calls = []
+    original = Condenser._contrastive_backward_by_class
+    monkeypatch.setattr(Condenser, "_contrastive_backward_by_class", lambda self, *a: calls.append(1) or original(self, *a))
+    results = {}
+    for name, limit in (("one-pass", 10**9), ("by-class", 0)):
+        monkeypatch.setattr(synthesis, "ONE_PASS_SYNTHETIC_IMAGES", limit)
+        condenser = Condenser(config, data, device="cpu")
+        results[name] = (condenser.run_iteration().loss, condenser.synthetic.detach().clone())
+    assert len(calls) == config.steps  # every step of the second run went class by class
+    assert results["by-class"][0] == pytest.approx(results["one-pass"][0], rel=1e-5)
+    scale = results["one-pass"][1].abs().max()
+    assert (results["by-class"][1] - results["one-pass"][1]).abs().max() <= 1e-4 * scale
