@@ -10,7 +10,8 @@ from the first step, ``outer_warmup = inner_warmup = 0``), side by side in one r
 
 Measured per setting: seconds per iteration (after an untimed warm-up of the case's batch shapes
 and, for the ranks, of one all-reduce), peak resident memory of each process during the timed
-iterations (``/proc/self/clear_refs`` then ``VmHWM``, as ``bench_synthesis.py``), the other load
+iterations (``/proc/self/clear_refs`` then ``VmHWM``, as ``bench_synthesis.py``), the CPU seconds
+the benchmark's own processes spent per iteration (all threads, all ranks), the other load
 on the machine during the timed iterations (busy cores from ``/proc/stat`` minus the benchmark's
 own processes), and how far the two synthetic sets are apart afterwards (the same draws: DC is
 exact, DCC differs by float rounding, see ``tests/condense/test_distributed.py``). Passes run eager
@@ -93,7 +94,7 @@ def measure(case: str, quick: bool, compile_mode: str, iterations: int, threads:
         busy = ranks[0]["machine_busy_s"]
         summary = {
             "case": case, "ranks": world.size, "threads": threads, "seconds_per_iteration": wall / iterations, "losses": losses,
-            "per_rank": ranks, "other_load": None if busy is None else max(0.0, busy - own) / wall,
+            "per_rank": ranks, "other_load": None if busy is None else max(0.0, busy - own) / wall, "cpu_seconds_per_iteration": own / iterations,
         }
         out.write_text(json.dumps(summary, indent=2))
         torch.save(condenser.synthetic.detach().clone(), out.with_suffix(".pt"))
@@ -124,8 +125,8 @@ def report(args: argparse.Namespace) -> str:
         f"{'quick loop (K=2, T=2)' if args.quick else 'the paper loop sizes (ipc 1: K=10, T=5; ipc 10: K=10, T=50)'}, "
         f"{args.iterations} timed iteration(s), compile={args.compile}, DCC contrastive throughout.",
         "",
-        "| case | 1 process x 2 threads: s/it | 2 ranks x 1 thread: s/it | speed-up | peak RSS MiB (1 process) | peak RSS MiB per rank | other load (cores) | max abs diff of S |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| case | 1 process x 2 threads: s/it | 2 ranks x 1 thread: s/it | speed-up | CPU s/it (1 process / 2 ranks) | peak RSS MiB (1 process) | peak RSS MiB per rank | other load (cores) | max abs diff of S |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -137,6 +138,7 @@ def report(args: argparse.Namespace) -> str:
             load = " / ".join("–" if r["other_load"] is None else f"{r['other_load']:.2f}" for r in (single, dist))
             lines.append(
                 f"| {case} | {single['seconds_per_iteration']:.1f} | {dist['seconds_per_iteration']:.1f} | {speedup:.2f}x | "
+                f"{single['cpu_seconds_per_iteration']:.0f} / {dist['cpu_seconds_per_iteration']:.0f} | "
                 f"{single['per_rank'][0]['peak_rss_mib']:.0f} | {peaks} | {load} | {(s_images - d_images).abs().max().item():.1e} |"
             )
             print(lines[-1], flush=True)
