@@ -1,14 +1,27 @@
 """Benchmark: one condensation iteration — the authors'-style loop vs the package, fp32 and bf16.
 
-For each case (method × ipc) and on the same data (real Fashion-MNIST), config and seed, three
-implementations run one after another, each in a fresh process (``multiprocessing`` spawn):
+For each case (method × ipc) and on the same data (real Fashion-MNIST), config and seed, the
+implementations run one after another, each in a fresh process (``multiprocessing`` spawn, so
+that each has its own peak-RSS mark), interleaved over ``--rounds``:
 
 - ``reference``: :mod:`reference_dc` (next to this file), structured like the authors' code:
   per-class real and synthetic passes, ``match_loss`` parameter by parameter, ``DiffAugment``
   with per-image Python lists for the affine matrices;
-- ``package``: ``condense.Condenser(config, dataset, device='cpu').run_iteration()``;
-- ``package-bf16``: the same with ``real_grad_dtype='bfloat16'`` (real-data gradients under
-  ``torch.autocast('cpu', dtype=torch.bfloat16)``).
+- ``package-eager``: ``condense.Condenser(config, dataset, device='cpu').run_iteration()`` with
+  ``compile='off'``;
+- ``package-compiled``: the same with ``compile='on'`` (real-gradient passes and training on S
+  through ``torch.compile``; :mod:`condense.compiled`);
+- ``package-compiled-bf16``: compiled, with ``real_grad_dtype='bfloat16'`` (real-data gradients
+  under ``torch.autocast(dtype=torch.bfloat16)``);
+- ``package-eager-bf16``: eager with bf16 real gradients (not in the default list).
+
+The package implementations are warmed up (untimed) by a 2-step, 1-epoch iteration of the same
+shapes on a throwaway Condenser, which compiles every graph the timed iteration uses.
+
+``--noise-floor`` adds, for item 4 of issue 9 (is the DCC difference rounding?):
+``reference-perturbed`` (the reference from the initial set + 1e-7·N(0, 1)), ``package-perturbed``
+(the same for the package) and ``package-onepass`` (the package with the former one-pass DCC target:
+one weighted forward/backward over all classes' real batches, a different summation order).
 
 Loop sizes are the paper's (K=10, T=5 at ipc 1; K=10, T=50 at ipc 10), real batch 256 per
 class. DCC and DSAC are timed after the warm-up (``outer_warmup = inner_warmup = 0``: every
@@ -35,9 +48,15 @@ products only; the same count is used for all three, so GFLOP/s compares like wi
 fp32 and bf16 (max |Δ|, cosine per layer), and DC at ipc 1 condensed for a few iterations from one
 seed in fp32 and in bf16, each evaluated by a few ConvNets.
 
+``--json FILE`` writes one record per (case, implementation): ``case``, ``implementation``,
+``seconds_per_iteration``, ``peak_rss_mib``, ``max_abs_diff_vs_reference`` and more.
+
 Usage::
 
     python bench/bench_synthesis.py --quick                 # smoke run, about a minute
+    python bench/bench_synthesis.py --dry --compile off     # seconds: sklearn digits, tiny ConvNet
+    python bench/bench_synthesis.py --cases dc-ipc1 dcc-ipc10 --threads 1 --json out.json
+    python bench/bench_synthesis.py --implementations reference package-compiled --cases dc-ipc1
     python bench/bench_synthesis.py --out report.md         # all cases, paper loop sizes (see below)
     python bench/bench_synthesis.py --cases dc-ipc1 dcc-ipc1 --iterations 2 --threads 1
     python bench/bench_synthesis.py --accuracy              # bf16 effect (a few minutes)
@@ -52,6 +71,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import multiprocessing as mp
 import os
 import resource
@@ -88,23 +108,38 @@ CASES: dict[str, tuple[str, int]] = {
     "dc-ipc10": ("dc", 10),
     "dcc-ipc10": ("dcc", 10),
 }
-IMPLEMENTATIONS = ("reference", "package", "package-bf16")
-#: --noise-floor: the package again, from the initial set plus N(0, NOISE²) noise
-PERTURBED = "package-perturbed"
+#: implementation -> (package compile mode, real-gradient dtype); the reference has none
+PACKAGE_IMPLEMENTATIONS: dict[str, tuple[str, str]] = {
+    "package-eager": ("off", "float32"),
+    "package-compiled": ("on", "float32"),
+    "package-compiled-bf16": ("on", "bfloat16"),
+    "package-eager-bf16": ("off", "bfloat16"),
+    "package-perturbed": ("off", "float32"),
+    "package-onepass": ("off", "float32"),
+}
+IMPLEMENTATIONS = ("reference", "package-eager", "package-compiled", "package-compiled-bf16")
+ALL_IMPLEMENTATIONS = ("reference", "reference-perturbed", *PACKAGE_IMPLEMENTATIONS)
+#: --noise-floor: both loops again from the initial set plus N(0, NOISE²) noise, and the one-pass target
+NOISE_FLOOR = ("reference-perturbed", "package-perturbed", "package-onepass")
 NOISE = 1e-7
 #: --quick: what changes from the paper's loop (ipc -> config fields), besides real batch 64
 QUICK_LOOP: dict[int, dict[str, int]] = {1: dict(matching_steps=2, network_epochs=2), 10: dict(matching_steps=2, network_epochs=2)}
 QUICK_REAL_BATCH = 64
+#: --dry: seconds on any machine (sklearn's 8×8 digits, ConvNet width 32, real batch 8, K=2, T=1)
+DRY = dict(dataset="sklearn-digits", network="convnet-w32", real_batch=8, loop=dict(matching_steps=2, network_epochs=1))
 
 
 # --------------------------------------------------------------------------------------------
 # configuration
 
 
-def case_config(case: str, real_batch: int, quick: bool, seed: int = 0) -> CondenseConfig:
-    """The config of one case: paper loop sizes (or the quick ones), contrastive from the start."""
+def case_config(case: str, real_batch: int, quick: bool, seed: int = 0, dry: bool = False) -> CondenseConfig:
+    """The config of one case: paper loop sizes (or the quick / dry ones), contrastive from the start."""
     method, ipc = CASES[case]
-    config = CondenseConfig(dataset=DATASET, method=method, ipc=ipc, real_batch=real_batch, outer_warmup=0, inner_warmup=0, seed=seed)
+    dataset, network = (DRY["dataset"], DRY["network"]) if dry else (DATASET, "convnet")
+    config = CondenseConfig(dataset=dataset, network=network, method=method, ipc=ipc, real_batch=real_batch, outer_warmup=0, inner_warmup=0, seed=seed)
+    if dry:
+        return config.replace(**DRY["loop"])
     return config.replace(**QUICK_LOOP[ipc]) if quick else config
 
 
@@ -118,6 +153,7 @@ class Job:
     iterations: int
     threads: int
     count_flops: bool = False
+    warm_up: bool = True
 
 
 @dataclass
@@ -132,6 +168,12 @@ class Measurement:
     other_load: float | None = None  # CPU cores used by other processes during the timed iterations
     flops: int | None = None
     flop_detail: dict[str, int] = field(default_factory=dict)
+    warm_up_seconds: float = 0.0
+    cpu_seconds: list[float] = field(default_factory=list)  # CPU time of the measuring process per iteration
+
+    @property
+    def mean_cpu_seconds(self) -> float:
+        return sum(self.cpu_seconds) / len(self.cpu_seconds) if self.cpu_seconds else math.nan
 
     @property
     def mean_seconds(self) -> float:
@@ -192,8 +234,8 @@ def peak_rss_mib() -> float:
 
 
 class _PackageRunner:
-    def __init__(self, config: CondenseConfig, dataset: ImageDataset):
-        self.condenser = Condenser(config, dataset, device="cpu")
+    def __init__(self, config: CondenseConfig, dataset: ImageDataset, condenser_class: type[Condenser] = Condenser):
+        self.condenser = condenser_class(config, dataset, device="cpu")
 
     @property
     def synthetic(self) -> torch.Tensor:
@@ -201,6 +243,19 @@ class _PackageRunner:
 
     def run_iteration(self) -> float:
         return self.condenser.run_iteration().loss
+
+
+class OnePassCondenser(Condenser):
+    """The package before issue 9: the DCC target in one weighted pass over all classes' real batches
+    (per-sample weights 1/(C·|B_c|)) — the same mathematics, another summation order, C× the memory."""
+
+    def _mean_real_gradient(self, network: torch.nn.Module, reals: list[torch.Tensor]) -> list[torch.Tensor]:
+        from condense.matching import parameter_gradients
+
+        labels = torch.cat([self._class_label(c, len(r)) for c, r in enumerate(reals)])
+        weights = torch.cat([torch.full((len(r),), 1.0 / (self.num_classes * len(r))) for r in reals])
+        with self._real_autocast():
+            return parameter_gradients(network, torch.cat(reals), labels, sample_weights=weights, forward=self.real_forward)
 
 
 class _ReferenceRunner:
@@ -217,19 +272,26 @@ class _ReferenceRunner:
         return self.reference.run_iteration()
 
 
+def _perturb(synthetic: torch.Tensor) -> None:
+    with torch.no_grad():
+        synthetic.add_(NOISE * torch.randn(synthetic.shape, generator=torch.Generator().manual_seed(1)))
+
+
+def package_config(impl: str, config: CondenseConfig) -> CondenseConfig:
+    mode, dtype = PACKAGE_IMPLEMENTATIONS[impl]
+    return config.replace(compile=mode, real_grad_dtype=dtype)
+
+
 def make_runner(impl: str, config: CondenseConfig, dataset: ImageDataset) -> _PackageRunner | _ReferenceRunner:
-    if impl == "reference":
-        return _ReferenceRunner(config, dataset)
-    if impl == "package":
-        return _PackageRunner(config, dataset)
-    if impl == PERTURBED:
-        runner = _PackageRunner(config, dataset)
-        with torch.no_grad():
-            runner.synthetic.add_(NOISE * torch.randn(runner.synthetic.shape, generator=torch.Generator().manual_seed(1)))
-        return runner
-    if impl == "package-bf16":
-        return _PackageRunner(config.replace(real_grad_dtype="bfloat16"), dataset)
-    raise ValueError(f"unknown implementation {impl!r}")
+    if impl.startswith("reference"):
+        runner: _PackageRunner | _ReferenceRunner = _ReferenceRunner(config, dataset)
+    elif impl in PACKAGE_IMPLEMENTATIONS:
+        runner = _PackageRunner(package_config(impl, config), dataset, OnePassCondenser if impl == "package-onepass" else Condenser)
+    else:
+        raise ValueError(f"unknown implementation {impl!r}")
+    if impl.endswith("-perturbed"):
+        _perturb(runner.synthetic)
+    return runner
 
 
 def warm_up(config: CondenseConfig, image_shape: tuple[int, ...], num_classes: int, bf16: bool) -> None:
@@ -248,13 +310,21 @@ def warm_up(config: CondenseConfig, image_shape: tuple[int, ...], num_classes: i
         sum(g.square().sum() for g in grads).backward()
 
 
+def warm_up_package(impl: str, config: CondenseConfig, dataset: ImageDataset) -> None:
+    """An untimed 2-step, 1-epoch iteration of the same shapes on a throwaway Condenser: compiles
+    (or, eager, lets oneDNN pick) everything the timed iteration runs."""
+    short = package_config(impl, config).replace(matching_steps=2, network_epochs=1, seed=config.seed + 1000)
+    condenser_class = OnePassCondenser if impl == "package-onepass" else Condenser
+    condenser_class(short, dataset, device="cpu").run_iteration()
+
+
 def iteration_flops(config: CondenseConfig, dataset: ImageDataset) -> dict[str, int]:
     """FLOPs of one iteration of the package: K × (one matching step) + (K−1)·T × (one epoch on S).
 
     Counted with ``FlopCounterMode`` (convolutions and matrix products, forward and backward,
     second-order terms included); the matching step is a 1-step iteration of a Condenser.
     """
-    one_step = Condenser(config.replace(matching_steps=1), dataset, device="cpu")
+    one_step = Condenser(config.replace(matching_steps=1, compile="off"), dataset, device="cpu")
     with FlopCounterMode(display=False) as counter:
         one_step.run_iteration()
     step = counter.get_total_flops()
@@ -279,18 +349,28 @@ def measure(job: Job) -> Measurement:
     torch.set_num_threads(job.threads)
     runner = make_runner(job.impl, job.config, job.dataset)
     image_shape = tuple(job.dataset.train_images.shape[1:])
-    warm_up(job.config, image_shape, job.dataset.num_classes, bf16=job.impl == "package-bf16")
+    if not job.warm_up:
+        warm_up_seconds = 0.0
+    elif job.impl in PACKAGE_IMPLEMENTATIONS:
+        started = time.perf_counter()
+        warm_up_package(job.impl, job.config, job.dataset)
+        warm_up_seconds = time.perf_counter() - started
+    else:
+        warm_up(job.config, image_shape, job.dataset.num_classes, bf16=False)
+        warm_up_seconds = 0.0
     rss_start, reset = reset_peak_rss()
     cpu_before = cpu_seconds()
-    seconds, losses = [], []
+    seconds, cpu, losses = [], [], []
     for _ in range(job.iterations):
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         losses.append(runner.run_iteration())
         seconds.append(time.perf_counter() - started)
+        cpu.append(time.process_time() - cpu_started)
+    print(f"  [{job.impl}: {seconds[-1]:.1f} s wall, {cpu[-1]:.1f} s CPU of this process, {job.threads} thread(s)]", flush=True)
     result = Measurement(
         impl=job.impl, seconds=seconds, losses=losses, rss_start_mib=rss_start, peak_rss_mib=peak_rss_mib(),
         peak_is_reset=reset, synthetic=runner.synthetic.detach().clone(),
-        other_load=other_load(cpu_before, cpu_seconds(), sum(seconds)),
+        other_load=other_load(cpu_before, cpu_seconds(), sum(seconds)), warm_up_seconds=warm_up_seconds, cpu_seconds=cpu,
     )
     if job.count_flops:
         result.flop_detail = iteration_flops(job.config, job.dataset)
@@ -331,69 +411,141 @@ def _fmt_s(seconds: float) -> str:
 
 
 def summary_row(case: str, config: CondenseConfig, results: dict[str, Measurement]) -> str:
-    """Seconds per iteration of the three implementations and the speed-ups over the reference."""
-    ref, pkg, bf16 = (results[i].mean_seconds for i in IMPLEMENTATIONS)
+    """Seconds per iteration of each implementation and its speed-up over the reference."""
+    ref = results.get("reference")
     loop = f"K={config.steps}, T={config.epochs_between_steps}, real batch {config.real_batch}"
-    return f"| {case} | {loop} | {_fmt_s(ref)} | {_fmt_s(pkg)} | {_fmt_s(bf16)} | {ref / pkg:.2f}× | {ref / bf16:.2f}× |"
+    wall, cpu = [], []
+    for impl, r in results.items():
+        wall_ratio = f" ({ref.mean_seconds / r.mean_seconds:.2f}×)" if ref is not None and impl != "reference" else ""
+        cpu_ratio = f" ({ref.mean_cpu_seconds / r.mean_cpu_seconds:.2f}×)" if ref is not None and impl != "reference" else ""
+        wall.append(f"{impl} {_fmt_s(r.mean_seconds)}{wall_ratio}")
+        cpu.append(f"{impl} {_fmt_s(r.mean_cpu_seconds)}{cpu_ratio}")
+    return f"| {case} | {loop} | {' · '.join(wall)} | {' · '.join(cpu)} |"
+
+
+def difference(impl: str, results: dict[str, Measurement]) -> tuple[str, float | None]:
+    """(what the ΔS is measured against, max |ΔS|): the reference, or for a perturbed run its own
+    unperturbed implementation (the noise floor)."""
+    if impl == "reference":
+        return "–", None
+    base = "package-eager" if impl == "package-perturbed" else "reference"
+    if base not in results:
+        return "–", None
+    return base, (results[impl].synthetic - results[base].synthetic).abs().max().item()
 
 
 def detail_rows(case: str, results: dict[str, Measurement]) -> list[str]:
     """Per implementation: time, GFLOP/s, peak memory, loss and agreement with the reference."""
-    ref = results["reference"]
-    flops = results["package"].flops
+    flops = next((r.flops for r in results.values() if r.flops), None)
     rows = []
     for impl, r in results.items():
         rate = f"{flops / r.mean_seconds / 1e9:.0f}" if flops else "–"
         gflop = f"{flops / 1e9:,.0f}" if flops else "–"
-        if impl == "reference":
-            diff = "–"
-        elif impl == PERTURBED:  # the noise floor: how far the package moves from its own result
-            diff = f"{(r.synthetic - results['package'].synthetic).abs().max().item():.1e} (vs package)"
-        else:
-            diff = f"{(r.synthetic - ref.synthetic).abs().max().item():.1e}"
+        base, diff = difference(impl, results)
+        diff_text = "–" if diff is None else (f"{diff:.1e}" + ("" if base == "reference" else f" (vs {base})"))
         load = f"{r.other_load:.2f}" if r.other_load is not None else "?"
         rows.append(
             f"| {case} | {impl} | {_fmt_s(r.mean_seconds)} | {gflop} | {rate} | {r.peak_rss_mib:,.0f} "
-            f"| {r.peak_rss_mib - r.rss_start_mib:,.0f} | {sum(r.losses) / len(r.losses):.4f} | {diff} | {load} |"
+            f"| {r.peak_rss_mib - r.rss_start_mib:,.0f} | {sum(r.losses) / len(r.losses):.4f} | {diff_text} | {load} | {r.warm_up_seconds:.0f} |"
         )
     return rows
 
 
 SUMMARY_HEADER = (
-    "| case | loop | reference s/it | package s/it | package bf16 s/it | reference ÷ package | reference ÷ package bf16 |\n"
-    "|---|---|---:|---:|---:|---:|---:|"
+    "| case | loop | wall seconds per iteration (speed-up vs reference) | CPU seconds per iteration of the measuring process (speed-up) |\n"
+    "|---|---|---|---|"
 )
 DETAIL_HEADER = (
-    "| case | implementation | s/it | GFLOP/it | GFLOP/s | peak RSS (MiB) | peak − start (MiB) | mean loss | max abs ΔS vs reference | other load (cores) |\n"
-    "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+    "| case | implementation | s/it | GFLOP/it | GFLOP/s | peak RSS (MiB) | peak − start (MiB) | mean loss | max abs ΔS vs reference | other load (cores) | warm-up s |\n"
+    "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 )
 
 
-def run_benchmark(args: argparse.Namespace, dataset: ImageDataset) -> str:
-    """Measure every case and implementation; print progress; return the Markdown report."""
-    real_batch = args.real_batch if args.real_batch is not None else (QUICK_REAL_BATCH if args.quick else 256)
-    summary, details, raw = [], [], {}
+def json_records(case: str, config: CondenseConfig, results: dict[str, Measurement], threads: int) -> list[dict]:
+    """One record per implementation (the keys of issue 9, then details)."""
+    records = []
+    ref = results.get("reference")
+    for impl, r in results.items():
+        base, diff = difference(impl, results)
+        records.append({
+            "case": case, "implementation": impl, "seconds_per_iteration": r.mean_seconds, "peak_rss_mib": r.peak_rss_mib,
+            "max_abs_diff_vs_reference": diff if base == "reference" else None,
+            "max_abs_diff_vs": {base: diff} if diff is not None else {},
+            "speedup_vs_reference": ref.mean_seconds / r.mean_seconds if ref is not None else None,
+            "cpu_seconds_per_iteration": r.mean_cpu_seconds, "cpu_speedup_vs_reference": ref.mean_cpu_seconds / r.mean_cpu_seconds if ref is not None else None,
+            "seconds": r.seconds, "losses": r.losses, "rss_start_mib": r.rss_start_mib, "other_load_cores": r.other_load,
+            "warm_up_seconds": r.warm_up_seconds, "flops": r.flop_detail, "threads": threads,
+            "loop": {"K": config.steps, "T": config.epochs_between_steps, "real_batch": config.real_batch, "ipc": config.ipc, "method": config.method},
+        })
+    return records
+
+
+def run_benchmark(args: argparse.Namespace) -> str:
+    """Measure every case and implementation (interleaved over rounds); return the Markdown report."""
+    real_batch = args.real_batch if args.real_batch is not None else (DRY["real_batch"] if args.dry else QUICK_REAL_BATCH if args.quick else 256)
+    datasets: dict[str, ImageDataset] = {}
+    summary, details, records = [], [], []
     for case in args.cases:
-        config = case_config(case, real_batch, args.quick)
-        results = {}
-        for impl in IMPLEMENTATIONS + ((PERTURBED,) if args.noise_floor else ()):
-            job = Job(impl, config, dataset, args.iterations, args.threads, count_flops=impl == "package" and not args.no_flops)
-            started = time.perf_counter()
-            results[impl] = r = measure_quietly(job, args.max_other_load, args.retries)
-            print(
-                f"{case:10s} {impl:13s} {r.mean_seconds:8.2f} s/it  loss {sum(r.losses) / len(r.losses):.4f}  "
-                f"peak RSS {r.peak_rss_mib:.0f} MiB (+{r.peak_rss_mib - r.rss_start_mib:.0f})  "
-                f"other load {r.other_load if r.other_load is not None else float('nan'):.2f} cores  "
-                f"[process {time.perf_counter() - started:.0f} s]",
-                flush=True,
-            )
+        config = case_config(case, real_batch, args.quick, dry=args.dry)
+        if args.steps is not None or args.epochs is not None:
+            config = config.replace(matching_steps=args.steps or config.steps, network_epochs=args.epochs if args.epochs is not None else config.epochs_between_steps)
+        dataset = datasets.setdefault(config.dataset, load_dataset(config.dataset))
+        rounds: dict[str, list[Measurement]] = {impl: [] for impl in args.implementations}
+        for round_index in range(args.rounds):
+            for impl in args.implementations:
+                count = impl == "package-eager" and round_index == 0 and not args.no_flops
+                job = Job(impl, config, dataset, args.iterations, args.threads, count_flops=count)
+                started = time.perf_counter()
+                r = measure_quietly(job, args.max_other_load, args.retries)
+                rounds[impl].append(r)
+                base = "package-eager" if impl == "package-perturbed" else "reference"
+                delta = (r.synthetic - rounds[base][0].synthetic).abs().max().item() if impl != base and rounds.get(base) else float("nan")
+                print(
+                    f"{case:10s} {impl:22s} round {round_index + 1}: {r.mean_seconds:8.2f} s/it  loss {sum(r.losses) / len(r.losses):.4f}  "
+                    f"peak RSS {r.peak_rss_mib:.0f} MiB (+{r.peak_rss_mib - r.rss_start_mib:.0f})  "
+                    f"other load {r.other_load if r.other_load is not None else float('nan'):.2f} cores  "
+                    f"warm-up {r.warm_up_seconds:.0f} s  max|ΔS| vs {base} {delta:.1e}  [process {time.perf_counter() - started:.0f} s]",
+                    flush=True,
+                )
+        # the fastest round of each implementation (the least disturbed on a shared machine)
+        results = {impl: min(ms, key=lambda m: m.mean_seconds) for impl, ms in rounds.items()}
+        flops = next((m.flops for ms in rounds.values() for m in ms if m.flops), None)
+        for r in results.values():
+            r.flops = flops
         summary.append(summary_row(case, config, results))
         details.extend(detail_rows(case, results))
-        raw[case] = {impl: {"seconds": r.seconds, "losses": r.losses, "rss_start_mib": r.rss_start_mib, "peak_rss_mib": r.peak_rss_mib, "other_load_cores": r.other_load, "flops": r.flop_detail} for impl, r in results.items()}
-    report = "\n".join([SUMMARY_HEADER, *summary, "", DETAIL_HEADER, *details])
+        records.extend(json_records(case, config, results, args.threads))
+        if args.json:  # after every case, so that a long run leaves its finished cases behind
+            Path(args.json).write_text(json.dumps(records, indent=1))
+    return "\n".join([SUMMARY_HEADER, *summary, "", DETAIL_HEADER, *details])
+
+
+# --------------------------------------------------------------------------------------------
+# --memory: DC vs DCC peak memory of one matching step at every loop size
+
+
+def memory_table(args: argparse.Namespace) -> str:
+    """Peak RSS above the start of one matching step (K = 1: the real passes, the synthetic
+    second-order pass and the backward to S), DC vs DCC, package eager, at each ipc of ``LOOP_SIZES``."""
+    from condense.config import LOOP_SIZES
+
+    real_batch = args.real_batch or 256
+    dataset = load_dataset(DATASET)
+    rows = ["| ipc | DC peak − start (MiB) | DCC peak − start (MiB) | DCC ÷ DC |", "|---:|---:|---:|---:|"]
+    ipcs = [int(i) for i in args.memory.split(",")] if args.memory != "all" else sorted(LOOP_SIZES)
+    records = []
+    for ipc in ipcs:
+        growth = {}
+        for method in ("dc", "dcc"):
+            config = CondenseConfig(dataset=DATASET, method=method, ipc=ipc, real_batch=real_batch, outer_warmup=0, inner_warmup=0, matching_steps=1, network_epochs=0)
+            r = measure_quietly(Job("package-eager", config, dataset, 1, args.threads, warm_up=False), args.max_other_load, 0)
+            growth[method] = r.peak_rss_mib - r.rss_start_mib
+            records.append({"ipc": ipc, "method": method, "peak_rss_mib": r.peak_rss_mib, "peak_minus_start_mib": growth[method], "seconds": r.mean_seconds})
+            print(f"ipc {ipc:3d} {method:4s} peak {r.peak_rss_mib:.0f} MiB (+{growth[method]:.0f})", flush=True)
+        rows.append(f"| {ipc} | {growth['dc']:,.0f} | {growth['dcc']:,.0f} | {growth['dcc'] / max(growth['dc'], 1):.2f}× |")
     if args.json:
-        Path(args.json).write_text(json.dumps(raw, indent=1))
-    return report
+        Path(args.json).write_text(json.dumps(records, indent=1))
+    return "\n".join(rows)
 
 
 # --------------------------------------------------------------------------------------------
@@ -478,21 +630,34 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--iterations", type=int, default=1, help="timed iterations per case and implementation (default 1)")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads in each run (default: all cores)")
     parser.add_argument("--quick", action="store_true", help=f"smoke run: real batch {QUICK_REAL_BATCH}, K and T from QUICK_LOOP")
-    parser.add_argument("--noise-floor", action="store_true", help=f"also run the package from the initial set + {NOISE:g}·N(0, 1) noise: the ΔS that rounding alone can cause")
+    parser.add_argument("--steps", type=int, default=None, help="override K (matching steps per iteration); the report shows the loop")
+    parser.add_argument("--epochs", type=int, default=None, help="override T (network epochs between matching steps)")
+    parser.add_argument("--dry", action="store_true", help="seconds: sklearn digits, ConvNet width 32, real batch 8, K=2, T=1 (checks that the script runs)")
+    parser.add_argument("--implementations", nargs="+", default=None, choices=ALL_IMPLEMENTATIONS, help=f"default: {' '.join(IMPLEMENTATIONS)}")
+    parser.add_argument("--compile", choices=["on", "off"], default="on", help="off: leave out the compiled implementations (default on)")
+    parser.add_argument("--rounds", type=int, default=1, help="measure every implementation this often, interleaved; keep the fastest (default 1)")
+    parser.add_argument("--noise-floor", action="store_true", help=f"also run {', '.join(NOISE_FLOOR)}: the ΔS that rounding alone causes")
     parser.add_argument("--max-other-load", type=float, default=0.1, help="repeat a measurement during which other processes kept more cores busy than this (default 0.1)")
     parser.add_argument("--retries", type=int, default=1, help="how often to repeat a disturbed measurement (default 1)")
     parser.add_argument("--no-flops", action="store_true", help="skip the FLOP count (one extra matching step per case)")
     parser.add_argument("--out", help="also write the Markdown report to this file")
-    parser.add_argument("--json", help="write the raw measurements to this JSON file")
+    parser.add_argument("--json", help="write one record per (case, implementation) to this JSON file")
     parser.add_argument("--accuracy", action="store_true", help="run the bf16 accuracy study instead of the timing")
+    parser.add_argument("--memory", default=None, metavar="IPCS", help="instead of the timing: DC vs DCC peak memory of one matching step at these ipc values ('all': every LOOP_SIZES row)")
     parser.add_argument("--accuracy-iterations", type=int, default=10)
     parser.add_argument("--accuracy-real-batch", type=int, default=64)
     parser.add_argument("--accuracy-networks", type=int, default=3)
     parser.add_argument("--accuracy-epochs", type=int, default=300, help="evaluation epochs per network")
     parser.add_argument("--gradient-batch", type=int, default=256, help="batch of the fp32-vs-bf16 gradient comparison")
     args = parser.parse_args(argv)
-    if args.iterations < 1:
-        parser.error("--iterations must be >= 1")
+    if args.iterations < 1 or args.rounds < 1:
+        parser.error("--iterations and --rounds must be >= 1")
+    implementations = list(args.implementations or IMPLEMENTATIONS)
+    if args.noise_floor:
+        implementations += [i for i in NOISE_FLOOR if i not in implementations]
+    if args.compile == "off":
+        implementations = [i for i in implementations if PACKAGE_IMPLEMENTATIONS.get(i, ("off",))[0] == "off"]
+    args.implementations = implementations
     return args
 
 
@@ -505,14 +670,16 @@ def main(argv: list[str] | None = None) -> None:
         f"date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
     ]
     print("\n".join(header), flush=True)
-    dataset = load_dataset(DATASET)
     started = time.perf_counter()
     if args.accuracy:
+        dataset = load_dataset(DATASET)
         body = gradient_comparison(dataset, args.gradient_batch)
         print(body, flush=True)
         body += "\n\n" + accuracy_study(dataset, args)
+    elif args.memory:
+        body = memory_table(args)
     else:
-        body = run_benchmark(args, dataset)
+        body = run_benchmark(args)
     footer = f"total wall time: {time.perf_counter() - started:.0f} s"
     report = "\n".join(header) + "\n\n" + body + "\n\n" + footer + "\n"
     print()

@@ -38,6 +38,15 @@ def _load(name: str, args: argparse.Namespace):
     return load_dataset(name, root=args.data_root, download=not args.offline)
 
 
+def _overrides(args: argparse.Namespace) -> dict:
+    """``--set`` pairs, plus ``--compile`` for condensation and evaluation alike."""
+    changes = parse_overrides(args.set or [])
+    if getattr(args, "compile", None):
+        changes["compile"] = args.compile
+        changes.setdefault("evaluation", {})["compile"] = args.compile
+    return changes
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from condense.artifacts import SYNTHETIC_FILE, prepare_output_dir
     from condense.config import CondenseConfig
@@ -53,7 +62,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         raise ConfigError("run needs --dataset NAME_OR_PATH (the paper's settings for everything else) or --preset NAME")
     flags = {"dataset": args.dataset, "method": args.method, "ipc": args.ipc, "seed": args.seed}
-    config = base.replace(**{k: v for k, v in flags.items() if v is not None}, **parse_overrides(args.set or []))
+    config = base.replace(**{k: v for k, v in flags.items() if v is not None}, **_overrides(args))
     name = preset.name if args.preset else f"{dataset_slug(config.dataset)}-ipc{config.ipc}-{config.method}"
     out = prepare_output_dir(args.out or f"runs/{name}-seed{config.seed}")
     dataset = _load(config.dataset, args)
@@ -84,6 +93,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     evaluation = EvaluationConfig(
         networks=resolve_networks(args.networks) if args.networks else ("convnet",),
         num_networks=args.num_networks, epochs=args.epochs, augmentation=args.augmentation or "auto", ensemble=args.ensemble,
+        compile=args.compile or "auto", test_dtype=args.test_dtype,
     )
     augmentation = default_augmentation(synthetic, evaluation)
     try:
@@ -107,7 +117,7 @@ def cmd_baseline(args: argparse.Namespace) -> int:
 
     dataset = _load(args.dataset, args)
     cell = Cell(args.method, args.ipc, args.seed)
-    config = cell_config(args.preset_prefix, dataset.name, cell, parse_overrides(args.set or []))
+    config = cell_config(args.preset_prefix, dataset.name, cell, _overrides(args))
     out = prepare_output_dir(args.out or f"runs/baselines/{dataset_slug(dataset.name)}")
     run_cell(cell, config, dataset, out, device=args.device, progress=not args.no_progress)
     _print_evaluations(out / cell.name)
@@ -123,7 +133,7 @@ def cmd_study(args: argparse.Namespace) -> int:
     table = run_study(
         dataset, args.out, methods=args.methods.split(","), ipcs=[int(i) for i in args.ipc.split(",")],
         seeds=[int(s) for s in args.seeds.split(",")], preset_prefix=args.preset_prefix,
-        overrides=parse_overrides(args.set or []), device=args.device, progress=not args.no_progress,
+        overrides=_overrides(args), device=args.device, progress=not args.no_progress,
         shard=_parse_shard(args.shard),
     )
     print(f"\nConvNet test accuracy (%), {dataset.name}, presets {args.preset_prefix}*:\n")
@@ -274,6 +284,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--no-progress", action="store_true", help="no progress bars")
         p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice; 1 is best when several jobs share the cores)")
 
+    def compiled(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--compile", choices=["auto", "on", "off"], default=None,
+                       help="torch.compile the first-order passes (auto: where a compiler works, else eager with one warning; default: the config's, auto)")
+
     p = sub.add_parser("run", help="condense a dataset (the paper's settings, or a preset)")
     p.add_argument("--dataset", default=None, help="registry name or path of an ImageFolder directory / .npz (default: the preset's)")
     p.add_argument("--method", default=None, help="dc, dsa, dcc or dsac (default: the preset's, else dcc)")
@@ -284,6 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     p.add_argument("--set", action="append", metavar="FIELD=VALUE", help="override a config field, e.g. iterations=20 or evaluation.num_networks=3")
     common(p)
+    compiled(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("evaluate", help="evaluate a saved synthetic set by the paper's protocol")
@@ -294,8 +309,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ensemble", choices=["auto", "stacked", "one-by-one"], default="auto", help="train the networks together as one vmapped model (auto: on CUDA)")
     p.add_argument("--epochs", type=int, default=None, help="default 300, or 1000 with DSA augmentation")
     p.add_argument("--augmentation", choices=["none", "dsa", "dc"], default=None)
+    p.add_argument("--test-dtype", choices=["float32", "bfloat16"], default="float32", help="bfloat16: the test pass under bf16 autocast (faster on CPUs with bf16 units)")
     p.add_argument("--seed", type=int, default=0)
     common(p)
+    compiled(p)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("baseline", help="select and evaluate a coreset baseline")
@@ -307,6 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset-prefix", default="quick-", help="evaluation settings from these presets ('' for the paper's)")
     p.add_argument("--set", action="append", metavar="FIELD=VALUE")
     common(p)
+    compiled(p)
     p.set_defaults(func=cmd_baseline)
 
     p = sub.add_parser("study", help="a resumable grid of methods × ipc × seeds with a summary table")
@@ -319,6 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shard", default="0/1", help="I/N: run only cells I, I+N, I+2N ... (run N processes with --threads 1 to use N cores)")
     p.add_argument("--set", action="append", metavar="FIELD=VALUE")
     common(p)
+    compiled(p)
     p.set_defaults(func=cmd_study)
 
     p = sub.add_parser("crossarch", help="evaluate saved sets on other architectures (resumable table)")

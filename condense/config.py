@@ -29,6 +29,8 @@ from condense.errors import ConfigError
 
 Method = Literal["dc", "dsa", "dcc", "dsac"]
 METHODS: tuple[str, ...] = ("dc", "dsa", "dcc", "dsac")
+#: how the hot passes run (condense.compiled): compiled where possible, always, never
+COMPILE_MODES: tuple[str, ...] = ("auto", "on", "off")
 
 #: ipc -> (K matching steps, T network epochs), from the DCC code.
 LOOP_SIZES: dict[int, tuple[int, int]] = {1: (10, 5), 10: (10, 50), 20: (20, 25), 30: (30, 20), 40: (40, 15), 50: (50, 10)}
@@ -53,6 +55,10 @@ class EvaluationConfig:
     architecture are trained: ``"stacked"`` together as one vmapped model (same results up to
     float rounding; :mod:`condense.ensemble`), ``"one-by-one"``, or ``"auto"`` = stacked on CUDA,
     one by one on a CPU (where stacking is slower; ``bench/bench_evaluation.py``).
+
+    ``compile`` compiles the training and test passes (:mod:`condense.compiled`: ``auto`` where a
+    compiler works, ``on``, ``off``); ``test_dtype="bfloat16"`` runs the test pass under bf16
+    autocast (opt-in; its effect on accuracy is in docs/benchmarks.md).
     """
 
     networks: tuple[str, ...] = ("convnet",)
@@ -65,8 +71,14 @@ class EvaluationConfig:
     augmentation: Literal["auto", "none", "dsa", "dc"] = "auto"
     test_batch_size: int = 2048
     ensemble: Literal["auto", "stacked", "one-by-one"] = "auto"
+    compile: Literal["auto", "on", "off"] = "auto"
+    test_dtype: Literal["float32", "bfloat16"] = "float32"
 
     def __post_init__(self) -> None:
+        if self.compile not in COMPILE_MODES:
+            raise ConfigError(f"unknown compile mode {self.compile!r}; choose auto, on or off")
+        if self.test_dtype not in ("float32", "bfloat16"):
+            raise ConfigError(f"test_dtype must be float32 or bfloat16, got {self.test_dtype!r}")
         if self.ensemble not in ("auto", "stacked", "one-by-one"):
             raise ConfigError(f"unknown ensemble mode {self.ensemble!r}; choose auto, stacked or one-by-one")
         if self.num_networks < 1:
@@ -85,7 +97,14 @@ class EvaluationConfig:
 
 @dataclass(frozen=True)
 class CondenseConfig:
-    """One condensation run. See the module docstring for the loop names."""
+    """One condensation run. See the module docstring for the loop names.
+
+    Speed settings, which change rounding but not the mathematics: ``compile`` (the first-order
+    passes through ``torch.compile``, :mod:`condense.compiled`), ``class_batching`` (the real
+    passes of all classes as one vmapped pass where that is exact; ``auto`` = on CUDA, where the
+    per-class passes are launch-bound) and, opt-in because it does change the numbers,
+    ``real_grad_dtype="bfloat16"``.
+    """
 
     dataset: str = "fashion-mnist"
     method: Method = "dcc"
@@ -107,6 +126,8 @@ class CondenseConfig:
     eval_at: tuple[int, ...] | None = None
     seed: int = 0
     real_grad_dtype: Literal["float32", "bfloat16"] = "float32"
+    compile: Literal["auto", "on", "off"] = "auto"
+    class_batching: Literal["auto", "on", "off"] = "auto"
     checkpoint_every: int = 10
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
 
@@ -136,6 +157,10 @@ class CondenseConfig:
             raise ConfigError(f"unknown distance {self.distance!r}; choose ours, mse or cos")
         if self.init not in ("real", "noise"):
             raise ConfigError(f"unknown init {self.init!r}; choose real or noise")
+        if self.compile not in COMPILE_MODES:
+            raise ConfigError(f"unknown compile mode {self.compile!r}; choose auto, on or off")
+        if self.class_batching not in ("auto", "on", "off"):
+            raise ConfigError(f"unknown class_batching {self.class_batching!r}; choose auto, on or off")
         if self.real_grad_dtype not in ("float32", "bfloat16"):
             raise ConfigError(f"real_grad_dtype must be float32 or bfloat16, got {self.real_grad_dtype!r}")
         if any(it < 0 or it > self.iterations for it in self.evaluation_iterations):
@@ -194,6 +219,13 @@ class CondenseConfig:
         if unknown:
             raise ConfigError(f"unknown config fields: {', '.join(sorted(unknown))}")
         return cls(evaluation=evaluation, **data)
+
+    def same_run(self, other: "CondenseConfig") -> bool:
+        """Equal up to ``compile`` and ``class_batching`` (speed, not mathematics): may resume ``other``."""
+        def normalised(config: CondenseConfig) -> CondenseConfig:
+            return config.replace(compile="auto", class_batching="auto", evaluation={"compile": "auto"})
+
+        return normalised(self) == normalised(other)
 
     def replace(self, **changes: Any) -> "CondenseConfig":
         """A copy with some fields changed; ``evaluation`` may be given as a dict of changes."""

@@ -8,7 +8,7 @@ stacked along a leading axis (``torch.func.stack_module_state``) and runs them w
 
 Member m sees exactly what it would see alone: the same initial θ, the same shuffles and
 augmentation draws from its own ``torch.Generator`` (drawn in the same order as
-:func:`condense.evaluation.train_and_test` draws them), the same SGD update (SGD, momentum and
+:func:`condense.protocol.train_and_test` draws them), the same SGD update (SGD, momentum and
 weight decay act element-wise, so one optimiser over the stacked tensors is M independent
 optimisers), and the summed loss Σ_m ℓ_m has ∂/∂θ_m = ∂ℓ_m/∂θ_m. The results equal one-by-one
 training up to floating-point summation order (tested in ``tests/condense/test_ensemble.py``).
@@ -36,6 +36,7 @@ from torch.func import functional_call, stack_module_state, vmap
 from condense.config import EvaluationConfig
 from condense.errors import ConfigError
 from condense.networks import has_batchnorm
+from condense.protocol import TrainResult, dtype_of_test_pass, evaluation_augmentation, protocol_optimizers
 
 log = logging.getLogger("condense.ensemble")
 
@@ -173,13 +174,17 @@ def _stacked_epoch(
 
 
 @torch.no_grad()
-def stacked_accuracy(stacked: StackedNetworks, images: Tensor, labels: Tensor, batch_size: int = 2048) -> list[float]:
-    """Each member's top-1 accuracy on (images, labels), in eval mode; batches of ``batch_size / M``."""
+def stacked_accuracy(stacked: StackedNetworks, images: Tensor, labels: Tensor, batch_size: int = 2048, *, dtype: torch.dtype = torch.float32) -> list[float]:
+    """Each member's top-1 accuracy on (images, labels), in eval mode; batches of ``batch_size / M``.
+
+    ``dtype=torch.bfloat16``: under bf16 autocast, as the one-by-one test pass.
+    """
     stacked.train(False)
     chunk = max(1, batch_size // stacked.size)
     correct = torch.zeros(stacked.size, dtype=torch.long)
     for start in range(0, len(images), chunk):
-        logits = stacked.shared(images[start : start + chunk])  # (M, b, K)
+        with torch.autocast(images.device.type, dtype=dtype, enabled=dtype != torch.float32):
+            logits = stacked.shared(images[start : start + chunk])  # (M, b, K)
         correct += (logits.argmax(dim=2) == labels[start : start + chunk]).sum(dim=1).cpu()
     return (correct.double() / len(images)).tolist()
 
@@ -196,14 +201,12 @@ def train_and_test_stacked(
     generators: Sequence[torch.Generator],
     tag: str = "",
 ):
-    """:func:`condense.evaluation.train_and_test` for M networks at once; member m uses ``generators[m]``.
+    """:func:`condense.protocol.train_and_test` for M networks at once; member m uses ``generators[m]``.
 
     Returns one ``TrainResult`` per network, in order, and leaves each network holding its trained
     weights. A member whose training loss becomes non-finite is scored with its weights at the end
     of that epoch, as when trained alone (the others go on).
     """
-    from condense.evaluation import TrainResult, evaluation_augmentation, protocol_optimizers
-
     if len(generators) != len(networks):
         raise ValueError(f"{len(networks)} networks but {len(generators)} generators")
     augment = evaluation_augmentation(augmentation)
@@ -227,7 +230,7 @@ def train_and_test_stacked(
             break
     for m, state in frozen.items():
         stacked.set_member_state(m, state)
-    test_accs = stacked_accuracy(stacked, test_images, test_labels, config.test_batch_size)
+    test_accs = stacked_accuracy(stacked, test_images, test_labels, config.test_batch_size, dtype=dtype_of_test_pass(config))
     stacked.load_into(networks)
     return [
         TrainResult(test_accuracy=test_accs[m], train_loss=float(losses[m]), train_accuracy=float(train_accs[m]))

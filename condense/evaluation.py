@@ -1,125 +1,36 @@
-"""The evaluation protocol (PAPER.md §5): train fresh networks on a (synthetic) set, test on the real test set.
+"""Evaluate a (synthetic) set: the protocol of PAPER.md §5 over an architecture pool.
 
-For each architecture in the pool and each of ``num_networks`` networks::
+For each architecture in the pool, ``num_networks`` fresh networks (network i seeded from
+``(seed, key, architecture, i)``) are trained on the set and tested on the real test set, by the
+protocol of :mod:`condense.protocol` — one by one (:func:`~condense.protocol.train_and_test`) or,
+on CUDA, as stacks (:mod:`condense.ensemble`). Results are lists of accuracies per architecture;
+report them as mean ± std (:func:`mean_std`, population std as the authors).
 
-    θ ← fresh network (seeded from (seed, key, architecture, index))
-    SGD(lr 0.01, momentum 0.9, weight decay 5e-4), batch 256
-    for epoch in 0 … E:                       (E + 1 epochs)
-        one shuffled epoch on the set, with augmentation (DSA non-Siamese / DC-style / none)
-        if epoch == E // 2 + 1: lr ← lr · 0.1 (a new optimiser, as in the authors' code)
-    accuracy on the full test set
-
-E = 300 without augmentation and 1000 with DSA. Results are lists of accuracies per
-architecture; report them as mean ± std.
+The protocol's pieces are re-exported here for convenience.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
 
 from condense.artifacts import SyntheticSet
-from condense.augment import DSA, DCAugment
 from condense.config import EvaluationConfig
 from condense.data import ImageDataset
 from condense.ensemble import stack_size, train_and_test_stacked, use_stacking
 from condense.errors import ConfigError
-from condense.hooks import Callback, notify
+from condense.hooks import Callback
 from condense.networks import build_network
+from condense.protocol import TrainResult, evaluation_augmentation, learning_rates, protocol_optimizers, train_and_test
 from condense.runtime import derive_generator, resolve_device, seeded_global_rng
-from condense.training import Augmentation, accuracy, train_epoch
 
 log = logging.getLogger("condense.evaluation")
 
-__all__ = ["learning_rates", "protocol_optimizers", "TrainResult", "train_and_test", "evaluate_images", "evaluate_synthetic_set", "default_augmentation", "mean_std", "PooledAccuracies", "evaluation_augmentation"]
-
-
-def _dsa_augmentation() -> Augmentation:
-    dsa = DSA()
-    return lambda x, g: dsa(x, g, siamese=False)
-
-
-def _dc_augmentation() -> Augmentation:
-    return DCAugment()
-
-
-_AUGMENTATIONS: dict[str, Callable[[], Augmentation | None]] = {
-    "none": lambda: None,
-    "dsa": _dsa_augmentation,
-    "dc": _dc_augmentation,
-}
-
-
-def evaluation_augmentation(name: str) -> Augmentation | None:
-    """The training-time augmentation of the protocol: ``none``, ``dsa`` (non-Siamese) or ``dc``."""
-    if name not in _AUGMENTATIONS:
-        raise ConfigError(f"unknown evaluation augmentation {name!r}; choose one of {', '.join(_AUGMENTATIONS)}")
-    return _AUGMENTATIONS[name]()
-
-
-def learning_rates(epochs: int, lr: float) -> list[float]:
-    """The learning rate of each of the ``epochs + 1`` epochs: ``lr`` up to epoch E//2 + 1, then lr/10.
-
-    As in the authors' code, the decay happens after epoch ``E // 2 + 1`` has been trained.
-    """
-    decay_after = epochs // 2 + 1
-    return [lr if epoch <= decay_after else lr * 0.1 for epoch in range(epochs + 1)]
-
-
-def protocol_optimizers(parameters: Sequence[Tensor], config: EvaluationConfig, epochs: int) -> Iterator[tuple[int, torch.optim.Optimizer]]:
-    """Each of the ``epochs + 1`` epochs with the SGD optimiser to train it with (over ``parameters``).
-
-    The optimiser is rebuilt, momentum included, when the learning rate drops, as the authors do.
-    """
-    schedule = learning_rates(epochs, config.lr)
-    optimizer: torch.optim.Optimizer | None = None
-    for epoch, lr in enumerate(schedule):
-        if optimizer is None or lr != schedule[epoch - 1]:
-            optimizer = torch.optim.SGD(parameters, lr=lr, momentum=config.momentum, weight_decay=config.weight_decay)
-        yield epoch, optimizer
-
-
-@dataclass(frozen=True)
-class TrainResult:
-    test_accuracy: float
-    train_loss: float
-    train_accuracy: float
-
-
-def train_and_test(
-    network: nn.Module,
-    train_images: Tensor,
-    train_labels: Tensor,
-    test_images: Tensor,
-    test_labels: Tensor,
-    config: EvaluationConfig,
-    *,
-    augmentation: str,
-    generator: torch.Generator,
-    callbacks: Sequence[Callback] = (),
-    tag: str = "",
-) -> TrainResult:
-    """Train ``network`` by the protocol and return its test accuracy. Tensors on one device.
-
-    Args:
-        train_images: (N, C, H, W) float32, normalised; train_labels: (N,) int64.
-        test_images, test_labels: the real test set, likewise.
-    """
-    augment = evaluation_augmentation(augmentation)
-    loss, train_acc = math.nan, math.nan
-    for epoch, optimizer in protocol_optimizers(list(network.parameters()), config, config.resolved_epochs(augmentation)):
-        loss, train_acc = train_epoch(network, optimizer, train_images, train_labels, batch_size=config.batch_size, generator=generator, augment=augment)
-        if not math.isfinite(loss):
-            log.warning("%s: training loss became %s at epoch %d; the network is scored as it is", tag, loss, epoch)
-            break
-        notify(callbacks, "on_training_epoch_end", tag=tag, epoch=epoch, network=network, train_loss=loss)
-    test_acc = accuracy(network, test_images, test_labels, config.test_batch_size)
-    return TrainResult(test_accuracy=test_acc, train_loss=loss, train_accuracy=train_acc)
+__all__ = ["learning_rates", "protocol_optimizers", "TrainResult", "train_and_test", "evaluation_augmentation", "evaluate_images", "evaluate_synthetic_set", "default_augmentation", "mean_std", "PooledAccuracies"]
 
 
 def evaluate_images(

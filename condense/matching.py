@@ -30,7 +30,7 @@ Example::
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -45,6 +45,8 @@ __all__ = [
     "contrastive_matching_loss",
     "matching_objective",
     "parameter_gradients",
+    "classwise_parameter_gradients",
+    "acts_per_sample",
 ]
 
 Gradients = Sequence[Tensor]
@@ -171,6 +173,7 @@ def parameter_gradients(
     *,
     create_graph: bool = False,
     sample_weights: Tensor | None = None,
+    forward: Callable[[nn.Module, Tensor], Tensor] | None = None,
 ) -> list[Tensor]:
     """∇θ of the (weighted) mean cross-entropy of ``network`` on a batch.
 
@@ -180,9 +183,14 @@ def parameter_gradients(
         create_graph: keep the graph so the result can be differentiated again (synthetic side).
         sample_weights: optional (N,) weights summing to 1; default uniform 1/N. Used to compute
             (1/C) Σ_c ℓ(B_c) over concatenated real batches of unequal sizes in one pass.
+        forward: computes ``network(images)`` (e.g. a compiled pass,
+            :class:`condense.compiled.CompiledForward`); only for ``create_graph=False``, as a
+            compiled graph cannot be differentiated twice.
     """
+    if forward is not None and create_graph:
+        raise ValueError("a second-order gradient (create_graph=True) needs the eager network, not a compiled forward")
     params = [p for p in network.parameters() if p.requires_grad]
-    logits = network(images)
+    logits = network(images) if forward is None else forward(network, images)
     if sample_weights is None:
         loss = F.cross_entropy(logits, labels)
     else:
@@ -191,3 +199,42 @@ def parameter_gradients(
     if create_graph:
         return list(grads)
     return [g.detach() for g in grads]
+
+
+def acts_per_sample(network: nn.Module) -> bool:
+    """True if, in its current mode, ``network`` maps each sample independently of the others
+    (no batch norm in training mode, no active dropout), so that concatenating batches is exact."""
+    for module in network.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.training:
+            return False
+        if isinstance(module, nn.modules.dropout._DropoutNd) and module.training and module.p > 0:
+            return False
+    return True
+
+
+def classwise_parameter_gradients(network: nn.Module, images: Tensor, labels: Tensor) -> list[list[Tensor]]:
+    """∇θ ℓ(B_c) for every class c in one vmapped pass (``torch.func.vmap`` of ``grad``).
+
+    Args:
+        images: (C, B, channels, H, W) float32 — C equal-sized class batches; labels: (C, B) int64.
+
+    Returns:
+        ``[c][i]``: the gradient of parameter tensor i for class c, as :func:`parameter_gradients`
+        would give for ``images[c]``. Exact (up to float rounding) only for a network that acts per
+        sample (:func:`acts_per_sample`); on a GPU it replaces C small passes by one large one.
+    """
+    from torch.func import functional_call, grad, vmap
+
+    if not acts_per_sample(network):
+        raise ValueError("batched class gradients need a network that acts per sample (no BN in training mode, no dropout)")
+    names = [name for name, p in network.named_parameters() if p.requires_grad]
+    params = {name: p.detach() for name, p in network.named_parameters() if p.requires_grad}
+    frozen = {name: p for name, p in network.named_parameters() if not p.requires_grad}
+    buffers = dict(network.named_buffers())
+
+    def class_loss(parameters: dict[str, Tensor], x: Tensor, y: Tensor) -> Tensor:
+        logits = functional_call(network, {**parameters, **frozen, **buffers}, (x,))
+        return F.cross_entropy(logits, y)
+
+    per_param = vmap(grad(class_loss), in_dims=(None, 0, 0))(params, images, labels)  # {name: (C, *shape)}
+    return [[per_param[name][c] for name in names] for c in range(images.shape[0])]

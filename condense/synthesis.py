@@ -15,8 +15,14 @@ For iteration ``it`` = 0 … iterations−1 (PAPER.md §1–4)::
         unless k = K−1: train θ on S for T epochs (SGD lr 0.01, batch 256; DSA augmentation
                         for DSA/DSAC)
 
-The contrastive real target is computed in one forward/backward over the concatenated class
-batches with per-sample weights 1/(C·|B_c|), which is exactly (1/C) Σ_c ∇θ ℓ(B_c).
+The contrastive real target (1/C) Σ_c ∇θ ℓ(B_c) is accumulated class by class (one class's
+graph in memory at a time, summed in class order and divided by C, as the authors' code does);
+for large synthetic sets the contrastive synthetic side is back-propagated class by class too
+(:meth:`Condenser._contrastive_backward_by_class`), so DCC's peak memory stays near DC's.
+
+The first-order passes — the real gradients and the training of θ on S — run through compiled
+functions of the network (``config.compile``; :mod:`condense.compiled`) on the network's own
+parameters; the synthetic-side gradient, which is differentiated again, stays eager.
 
 Every iteration draws its randomness from a generator derived from ``(seed, iteration)`` and the
 synthetic images and optimiser state are checkpointed, so a resumed run is identical to an
@@ -37,13 +43,16 @@ from torch import Tensor, nn
 
 from condense.artifacts import SYNTHETIC_FILE, MetricsLog, SyntheticSet, atomic_torch_save, atomic_write_json, save_image_grid
 from condense.augment import DSA
+from condense.compiled import CompiledForward
 from condense.config import CondenseConfig
 from condense.data import ImageDataset
 from condense.errors import ConfigError, NonFiniteLossError
 from condense.hooks import Callback, notify
 from condense.matching import (
     MatchingObjective,
+    acts_per_sample,
     classwise_matching_loss,
+    classwise_parameter_gradients,
     contrastive_matching_loss,
     matching_objective,
     parameter_gradients,
@@ -54,6 +63,11 @@ from condense.safeio import load_torch_file
 from condense.training import train_epoch
 
 log = logging.getLogger("condense.synthesis")
+
+#: DCC's synthetic side runs as one pass over S (the authors' order of operations) up to this many
+#: synthetic images (ipc 10 on 10 classes: measured no more memory than DC), class by class above
+#: (same mathematics; one class's second-order graph in memory; docs/benchmarks.md)
+ONE_PASS_SYNTHETIC_IMAGES = 100
 
 __all__ = ["ClassSampler", "Condenser", "condense_dataset", "initial_synthetic_images"]
 
@@ -128,6 +142,8 @@ class Condenser:
         self.synthetic = initial.detach().clone().requires_grad_(True)
         self.labels = torch.arange(self.num_classes, device=self.device).repeat_interleave(config.ipc)
         self.optimizer = torch.optim.SGD([self.synthetic], lr=config.syn_lr, momentum=config.syn_momentum)
+        self.real_forward = CompiledForward(config.compile, kind="real-gradient")
+        self.train_forward = CompiledForward(config.compile, kind="train")
         self.iteration = 0  # number of finished iterations
 
     # ------------------------------------------------------------------ state
@@ -184,11 +200,19 @@ class Condenser:
     def _class_label(self, c: int, n: int) -> Tensor:
         return torch.full((n,), c, dtype=torch.long, device=self.device)
 
+    def _real_gradients(self, network: nn.Module, images: Tensor, c: int) -> list[Tensor]:
+        """∇θ ℓ(B_c) of one real batch (compiled per ``config.compile``; bf16 per ``real_grad_dtype``)."""
+        with self._real_autocast():
+            return parameter_gradients(network, images, self._class_label(c, len(images)), forward=self.real_forward)
+
     def _matching_loss_and_backward(self, network: nn.Module, objective: MatchingObjective, generator: torch.Generator) -> float:
-        """Compute the matching loss for one step and accumulate ∇_S L into ``synthetic.grad``."""
+        """Compute the matching loss for one step and accumulate ∇_S L into ``synthetic.grad``.
+
+        Random draws per class, in class order: the real batch, then (DSA/DSAC) the Siamese draw.
+        """
         config = self.config
         ipc = config.ipc
-        reals, syns, labels_real = [], [], []
+        reals, syns = [], []
         for c in range(self.num_classes):
             real = self.sampler.sample(c, config.real_batch, generator)
             syn = self.synthetic[c * ipc : (c + 1) * ipc]
@@ -197,13 +221,12 @@ class Condenser:
                 real, syn = self.dsa.apply(real, draw), self.dsa.apply(syn, draw)
             reals.append(real)
             syns.append(syn)
-            labels_real.append(self._class_label(c, len(real)))
 
+        batched = self._batched_real_gradients(network, reals)
         if objective is MatchingObjective.CLASSWISE:
             total = 0.0
             for c in range(self.num_classes):
-                with self._real_autocast():
-                    real_grad = parameter_gradients(network, reals[c], labels_real[c])
+                real_grad = batched[c] if batched is not None else self._real_gradients(network, reals[c], c)
                 syn_grad = parameter_gradients(network, syns[c], self._class_label(c, ipc), create_graph=True)
                 loss = classwise_matching_loss([real_grad], [syn_grad], config.distance)  # the class-c term
                 self._check_finite(loss)
@@ -212,15 +235,70 @@ class Condenser:
                 total += loss.item()
             return total
 
-        real_all = torch.cat(reals)
-        weights = torch.cat([torch.full((len(r),), 1.0 / (self.num_classes * len(r)), device=self.device) for r in reals])
-        with self._real_autocast():
-            real_mean = parameter_gradients(network, real_all, torch.cat(labels_real), sample_weights=weights)
+        if batched is not None:
+            real_mean = [torch.stack(per_class).sum(dim=0) / self.num_classes for per_class in zip(*batched)]
+        else:
+            real_mean = self._mean_real_gradient(network, reals)
+        if len(self.labels) > ONE_PASS_SYNTHETIC_IMAGES and acts_per_sample(network):
+            return self._contrastive_backward_by_class(network, real_mean, syns)
         syn_grad = parameter_gradients(network, torch.cat(syns), self.labels, create_graph=True)
         loss = contrastive_matching_loss(real_mean, syn_grad, config.distance)
         self._check_finite(loss)
         loss.backward()
         return loss.item()
+
+    def _contrastive_backward_by_class(self, network: nn.Module, real_mean: list[Tensor], syns: list[Tensor]) -> float:
+        """L = D(∇θ ℓ(S), target) and ∇_S L with one class's second-order graph in memory at a time.
+
+        With ipc images in every class, ℓ(S) = (1/C) Σ_c ℓ(S_c), so g = ∇θ ℓ(S) = (1/C) Σ_c g_c
+        with g_c = ∇θ ℓ(S_c), and by the chain rule ∇_{S_c} L = ∇_{S_c} ⟨∂L/∂g, g_c⟩ / C. Pass 1
+        sums the g_c without a graph and takes v = ∂L/∂g; pass 2 recomputes each g_c with its
+        graph and back-propagates ⟨v, g_c⟩ / C to S_c. Same mathematics as one pass over S (for a
+        network that acts per sample), one extra first-order synthetic pass.
+        """
+        classes, ipc = self.num_classes, self.config.ipc
+        total: list[Tensor] | None = None
+        for c in range(classes):
+            grads = parameter_gradients(network, syns[c].detach(), self._class_label(c, ipc))
+            total = grads if total is None else [a + b for a, b in zip(total, grads)]
+        assert total is not None
+        whole = [(g / classes).requires_grad_(True) for g in total]
+        loss = contrastive_matching_loss(real_mean, whole, self.config.distance)
+        self._check_finite(loss)
+        direction = torch.autograd.grad(loss, whole, allow_unused=True)  # None: a tensor D ignores (1-D)
+        for c in range(classes):
+            grads = parameter_gradients(network, syns[c], self._class_label(c, ipc), create_graph=True)
+            inner = torch.stack([(v * g).sum() for v, g in zip(direction, grads) if v is not None]).sum() / classes
+            inner.backward()
+        return loss.item()
+
+    def _batched_real_gradients(self, network: nn.Module, reals: list[Tensor]) -> list[list[Tensor]] | None:
+        """Every class's ∇θ ℓ(B_c) in one vmapped pass, or ``None`` to compute them class by class.
+
+        Used per ``config.class_batching`` (``auto``: on CUDA, where C small passes are
+        launch-bound) when it is exact: equal class batches and a network that acts per sample.
+        """
+        mode = self.config.class_batching
+        if mode == "off" or (mode == "auto" and self.device.type != "cuda"):
+            return None
+        if len({len(r) for r in reals}) != 1 or not acts_per_sample(network):
+            return None
+        labels = torch.arange(self.num_classes, device=self.device).repeat_interleave(len(reals[0])).view(self.num_classes, -1)
+        with self._real_autocast():
+            return classwise_parameter_gradients(network, torch.stack(reals), labels)
+
+    def _mean_real_gradient(self, network: nn.Module, reals: list[Tensor]) -> list[Tensor]:
+        """The contrastive target (1/C) Σ_c ∇θ ℓ(B_c), one class's graph at a time.
+
+        Summed in class order, then divided by C (the authors' order of operations), so that peak
+        memory is that of one class's pass rather than of all C real batches in one graph.
+        """
+        total: list[Tensor] | None = None
+        for c, real in enumerate(reals):
+            grads = self._real_gradients(network, real, c)
+            total = grads if total is None else [a + b for a, b in zip(total, grads)]
+        assert total is not None
+        return [g / self.num_classes for g in total]
 
     def _check_finite(self, loss: Tensor) -> None:
         if not torch.isfinite(loss):
@@ -236,7 +314,7 @@ class Condenser:
             dsa = self.dsa
             augment = lambda x, g: dsa(x, g, siamese=False)  # noqa: E731
         for epoch in range(self.config.epochs_between_steps):
-            train_epoch(network, optimizer, images, self.labels, batch_size=self.config.network_batch, generator=generator, augment=augment)
+            train_epoch(network, optimizer, images, self.labels, batch_size=self.config.network_batch, generator=generator, augment=augment, forward=self.train_forward)
             notify(self.callbacks, "on_synthesis_network_update", iteration=self.iteration, step=step, epoch=epoch, network=network)
 
     # ------------------------------------------------------------------ one iteration
@@ -310,7 +388,7 @@ def condense_dataset(
         if not resume:
             raise ConfigError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
         state = _read_checkpoint(checkpoint_path)
-        if CondenseConfig.from_dict(state["config"]) != config:
+        if not CondenseConfig.from_dict(state["config"]).same_run(config):
             raise ConfigError(f"the checkpoint in {run_dir} was made with a different config; resume with the same settings")
         condenser.load_state_dict(state)
         metrics.truncate_after(condenser.iteration)

@@ -21,15 +21,19 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from condense.config import CondenseConfig, EvaluationConfig
+from condense.config import METHODS, CondenseConfig, EvaluationConfig
 from condense.continual.classes import step_sizes
 from condense.continual.learners import LEARNERS
-from condense.continual.memory import CONDENSATION_MEMORIES, MEMORY_BUILDERS
 from condense.errors import ConfigError
 from condense.networks import list_networks
 from condense.presets import get_preset
 
-__all__ = ["ContinualConfig", "ContinualPreset", "CONTINUAL_PRESETS", "get_continual_preset"]
+__all__ = ["ContinualConfig", "ContinualPreset", "CONTINUAL_PRESETS", "get_continual_preset", "MEMORY_NAMES", "CONDENSATION_MEMORIES"]
+
+#: the memories a config may name: two selections of real images and the condensation methods
+#: (each built by :data:`condense.continual.memory.MEMORY_BUILDERS`)
+CONDENSATION_MEMORIES: tuple[str, ...] = METHODS
+MEMORY_NAMES: tuple[str, ...] = ("random", "herding", *CONDENSATION_MEMORIES)
 
 AUGMENTATIONS = ("none", "dsa", "dc")
 
@@ -42,7 +46,7 @@ class ContinualConfig:
         dataset: registry name.
         steps: number of equal steps (must divide the classes) or explicit classes per step.
         memory_per_class: images kept per seen class (the paper: 20).
-        memories: memory names (keys of :data:`~condense.continual.memory.MEMORY_BUILDERS`).
+        memories: memory names (:data:`MEMORY_NAMES`, built by :data:`~condense.continual.memory.MEMORY_BUILDERS`).
         orders: class-order seeds; one class order per seed.
         training: ``gdumb`` (fresh network per step) or ``incremental`` (one network kept).
         network: the architecture that learns from the memory (and herding's feature network).
@@ -88,9 +92,9 @@ class ContinualConfig:
             raise ConfigError(f"explicit step sizes must be positive, got {list(self.steps)}")
         if self.memory_per_class < 1:
             raise ConfigError(f"memory_per_class must be >= 1, got {self.memory_per_class}")
-        unknown = [m for m in self.memories if m not in MEMORY_BUILDERS]
+        unknown = [m for m in self.memories if m not in MEMORY_NAMES]
         if unknown or not self.memories:
-            raise ConfigError(f"unknown memory {', '.join(unknown) or '(none given)'}; choose from {', '.join(MEMORY_BUILDERS)}")
+            raise ConfigError(f"unknown memory {', '.join(unknown) or '(none given)'}; choose from {', '.join(MEMORY_NAMES)}")
         if len(set(self.memories)) != len(self.memories) or len(set(self.orders)) != len(self.orders) or not self.orders:
             raise ConfigError("memories and orders must be non-empty lists without repeats")
         if self.training not in LEARNERS:

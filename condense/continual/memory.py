@@ -22,20 +22,16 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
 from condense.artifacts import SYNTHETIC_FILE, SyntheticSet, find_synthetic_file
 from condense.baselines import herding_subset, random_subset
-from condense.config import METHODS
 from condense.continual.classes import ClassSubset
+from condense.continual.config import CONDENSATION_MEMORIES, MEMORY_NAMES, ContinualConfig
 from condense.runtime import derive_seed
 from condense.synthesis import condense_dataset
-
-if TYPE_CHECKING:
-    from condense.continual.config import ContinualConfig
 
 log = logging.getLogger("condense.continual")
 
@@ -157,8 +153,8 @@ def _condensed(method: str) -> MemoryBuilder:
 
 
 #: memory name -> builder; the condensation methods use ``ContinualConfig.condense_config``.
-MEMORY_BUILDERS: dict[str, MemoryBuilder] = {"random": _random, "herding": _herding, **{m: _condensed(m) for m in METHODS}}
-CONDENSATION_MEMORIES: tuple[str, ...] = METHODS
+MEMORY_BUILDERS: dict[str, MemoryBuilder] = {"random": _random, "herding": _herding, **{m: _condensed(m) for m in CONDENSATION_MEMORIES}}
+assert tuple(MEMORY_BUILDERS) == MEMORY_NAMES, "every memory name of condense.continual.config has a builder"
 
 
 def step_memory(name: str, request: MemoryRequest) -> SyntheticSet:

@@ -179,3 +179,65 @@ def test_impossible_configs_are_rejected(changes, message):
 def test_ipc_larger_than_a_class_is_rejected(data):
     with pytest.raises(ConfigError, match="exceeds"):
         Condenser(tiny_config(ipc=50, matching_steps=1, network_epochs=1), data, device="cpu")
+
+
+def test_class_by_class_dcc_target_equals_the_one_pass_weighted_target(data):
+    """(1/C) Σ_c ∇θ ℓ(B_c) accumulated class by class = one weighted pass over the concatenated
+    batches, to float rounding (classes of unequal size included)."""
+    from condense.matching import parameter_gradients
+
+    config = tiny_config(method="dcc", real_batch=8)
+    condenser = Condenser(config, data, device="cpu")
+    network = condenser._new_network(torch.Generator().manual_seed(5))
+    g = torch.Generator().manual_seed(6)
+    reals = [condenser.sampler.sample(c, n, g) for c, n in enumerate((8, 5, 3))]
+    accumulated = condenser._mean_real_gradient(network, reals)
+    labels = torch.cat([torch.full((len(r),), c) for c, r in enumerate(reals)])
+    weights = torch.cat([torch.full((len(r),), 1.0 / (3 * len(r))) for r in reals])
+    one_pass = parameter_gradients(network, torch.cat(reals), labels, sample_weights=weights)
+    flat_a, flat_b = torch.cat([t.flatten() for t in accumulated]), torch.cat([t.flatten() for t in one_pass])
+    assert (flat_a - flat_b).abs().max() <= 1e-5 * flat_b.abs().max()
+
+
+@pytest.mark.parametrize("method, network", [("dc", "convnet-w32"), ("dcc", "convnet-w32"), ("dsac", "convnet-w32"), ("dc", "convnet-bn")])
+def test_batched_class_gradients_equal_the_per_class_passes(data, method, network):
+    """class_batching=on (the CUDA default) gives the per-class loop's iteration up to rounding;
+    a BN network is frozen (eval-mode BN acts per sample) during the real passes, so it batches too."""
+    config = tiny_config(method=method, network=network, outer_warmup=1, inner_warmup=1)
+    results = {}
+    for mode in ("off", "on"):
+        condenser = Condenser(config.replace(class_batching=mode), data, device="cpu")
+        results[mode] = (condenser.run_iteration().loss, condenser.synthetic.detach().clone())
+    assert results["on"][0] == pytest.approx(results["off"][0], rel=1e-5)
+    scale = results["off"][1].abs().max()
+    assert (results["on"][1] - results["off"][1]).abs().max() <= 1e-4 * scale
+
+
+def test_batched_class_gradients_refuse_a_network_that_mixes_samples():
+    from condense.matching import classwise_parameter_gradients
+    from condense.networks import build_network
+
+    network = build_network("convnet-bn", 1, 3, (8, 8)).train()
+    with pytest.raises(ValueError, match="per sample"):
+        classwise_parameter_gradients(network, torch.randn(3, 2, 1, 8, 8), torch.arange(3).repeat_interleave(2).view(3, 2))
+
+
+@pytest.mark.parametrize("method", ["dcc", "dsac"])
+def test_class_by_class_contrastive_backward_equals_one_pass(data, method, monkeypatch):
+    """Above ONE_PASS_SYNTHETIC_IMAGES the contrastive synthetic side is back-propagated class by
+    class; it gives the one-pass ∇_S L (and loss) to rounding."""
+    from condense import synthesis
+
+    config = tiny_config(method=method, outer_warmup=0, inner_warmup=0)
+    calls = []
+    original = Condenser._contrastive_backward_by_class
+    monkeypatch.setattr(Condenser, "_contrastive_backward_by_class", lambda self, *a: calls.append(1) or original(self, *a))
+    results = {}
+    for name, limit in (("one-pass", 10**9), ("by-class", 0)):
+        monkeypatch.setattr(synthesis, "ONE_PASS_SYNTHETIC_IMAGES", limit)
+        condenser = Condenser(config, data, device="cpu")
+        results[name] = (condenser.run_iteration().loss, condenser.synthetic.detach().clone())
+    assert len(calls) == config.steps  # every step of the second run went class by class
+    assert results["by-class"][0] == pytest.approx(results["one-pass"][0], rel=1e-5)
+    scale = results["one-pass"][1].abs().max()
+    assert (results["by-class"][1] - results["one-pass"][1]).abs().max() <= 1e-4 * scale
