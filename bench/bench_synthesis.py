@@ -154,6 +154,7 @@ class Job:
     threads: int
     count_flops: bool = False
     warm_up: bool = True
+    device: str = "cpu"
 
 
 @dataclass
@@ -170,6 +171,7 @@ class Measurement:
     flop_detail: dict[str, int] = field(default_factory=dict)
     warm_up_seconds: float = 0.0
     cpu_seconds: list[float] = field(default_factory=list)  # CPU time of the measuring process per iteration
+    peak_cuda_mib: float | None = None  # torch.cuda.max_memory_allocated during the timed iterations (CUDA only)
 
     @property
     def mean_cpu_seconds(self) -> float:
@@ -234,8 +236,8 @@ def peak_rss_mib() -> float:
 
 
 class _PackageRunner:
-    def __init__(self, config: CondenseConfig, dataset: ImageDataset, condenser_class: type[Condenser] = Condenser):
-        self.condenser = condenser_class(config, dataset, device="cpu")
+    def __init__(self, config: CondenseConfig, dataset: ImageDataset, condenser_class: type[Condenser] = Condenser, device: str = "cpu"):
+        self.condenser = condenser_class(config, dataset, device=device)
 
     @property
     def synthetic(self) -> torch.Tensor:
@@ -253,16 +255,16 @@ class OnePassCondenser(Condenser):
         from condense.matching import parameter_gradients
 
         labels = torch.cat([self._class_label(c, len(r)) for c, r in enumerate(reals)])
-        weights = torch.cat([torch.full((len(r),), 1.0 / (self.num_classes * len(r))) for r in reals])
+        weights = torch.cat([torch.full((len(r),), 1.0 / (self.num_classes * len(r)), device=self.device) for r in reals])
         with self._real_autocast():
             return parameter_gradients(network, torch.cat(reals), labels, sample_weights=weights, forward=self.real_forward)
 
 
 class _ReferenceRunner:
-    def __init__(self, config: CondenseConfig, dataset: ImageDataset):
+    def __init__(self, config: CondenseConfig, dataset: ImageDataset, device: str = "cpu"):
         from reference_dc import ReferenceCondenser
 
-        self.reference = ReferenceCondenser(config, dataset)
+        self.reference = ReferenceCondenser(config, dataset, device=device)
 
     @property
     def synthetic(self) -> torch.Tensor:
@@ -274,7 +276,7 @@ class _ReferenceRunner:
 
 def _perturb(synthetic: torch.Tensor) -> None:
     with torch.no_grad():
-        synthetic.add_(NOISE * torch.randn(synthetic.shape, generator=torch.Generator().manual_seed(1)))
+        synthetic.add_(NOISE * torch.randn(synthetic.shape, generator=torch.Generator().manual_seed(1)).to(synthetic.device))
 
 
 def package_config(impl: str, config: CondenseConfig) -> CondenseConfig:
@@ -282,11 +284,11 @@ def package_config(impl: str, config: CondenseConfig) -> CondenseConfig:
     return config.replace(compile=mode, real_grad_dtype=dtype)
 
 
-def make_runner(impl: str, config: CondenseConfig, dataset: ImageDataset) -> _PackageRunner | _ReferenceRunner:
+def make_runner(impl: str, config: CondenseConfig, dataset: ImageDataset, device: str = "cpu") -> _PackageRunner | _ReferenceRunner:
     if impl.startswith("reference"):
-        runner: _PackageRunner | _ReferenceRunner = _ReferenceRunner(config, dataset)
+        runner: _PackageRunner | _ReferenceRunner = _ReferenceRunner(config, dataset, device)
     elif impl in PACKAGE_IMPLEMENTATIONS:
-        runner = _PackageRunner(package_config(impl, config), dataset, OnePassCondenser if impl == "package-onepass" else Condenser)
+        runner = _PackageRunner(package_config(impl, config), dataset, OnePassCondenser if impl == "package-onepass" else Condenser, device)
     else:
         raise ValueError(f"unknown implementation {impl!r}")
     if impl.endswith("-perturbed"):
@@ -294,28 +296,28 @@ def make_runner(impl: str, config: CondenseConfig, dataset: ImageDataset) -> _Pa
     return runner
 
 
-def warm_up(config: CondenseConfig, image_shape: tuple[int, ...], num_classes: int, bf16: bool) -> None:
+def warm_up(config: CondenseConfig, image_shape: tuple[int, ...], num_classes: int, bf16: bool, device: str = "cpu") -> None:
     """One real and one synthetic (second-order) gradient pass of the case's batch shapes, thrown away."""
     generator = torch.Generator().manual_seed(12345)
     with seeded_global_rng(generator):
-        network = build_network(config.network, image_shape[0], num_classes, image_shape[1:])
+        network = build_network(config.network, image_shape[0], num_classes, image_shape[1:]).to(device)
     params = list(network.parameters())
-    real = torch.randn(config.real_batch, *image_shape, generator=generator)
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)
+    real = torch.randn(config.real_batch, *image_shape, generator=generator).to(device)
+    autocast = torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bf16)
     with autocast:
-        torch.autograd.grad(F.cross_entropy(network(real), torch.zeros(len(real), dtype=torch.long)), params)
+        torch.autograd.grad(F.cross_entropy(network(real), torch.zeros(len(real), dtype=torch.long, device=device)), params)
     for n in {config.ipc, config.ipc * num_classes}:
-        syn = torch.randn(n, *image_shape, generator=generator, requires_grad=True)
-        grads = torch.autograd.grad(F.cross_entropy(network(syn), torch.zeros(n, dtype=torch.long)), params, create_graph=True)
+        syn = torch.randn(n, *image_shape, generator=generator).to(device).requires_grad_(True)
+        grads = torch.autograd.grad(F.cross_entropy(network(syn), torch.zeros(n, dtype=torch.long, device=device)), params, create_graph=True)
         sum(g.square().sum() for g in grads).backward()
 
 
-def warm_up_package(impl: str, config: CondenseConfig, dataset: ImageDataset) -> None:
+def warm_up_package(impl: str, config: CondenseConfig, dataset: ImageDataset, device: str = "cpu") -> None:
     """An untimed 2-step, 1-epoch iteration of the same shapes on a throwaway Condenser: compiles
     (or, eager, lets oneDNN pick) everything the timed iteration runs."""
     short = package_config(impl, config).replace(matching_steps=2, network_epochs=1, seed=config.seed + 1000)
     condenser_class = OnePassCondenser if impl == "package-onepass" else Condenser
-    condenser_class(short, dataset, device="cpu").run_iteration()
+    condenser_class(short, dataset, device=device).run_iteration()
 
 
 def iteration_flops(config: CondenseConfig, dataset: ImageDataset) -> dict[str, int]:
@@ -344,33 +346,45 @@ def iteration_flops(config: CondenseConfig, dataset: ImageDataset) -> dict[str, 
     return {"matching_step": step, "network_epoch": epoch, "iteration": total}
 
 
+def _synchronise(device: str) -> None:
+    """Wait for queued GPU work, so that a wall-clock interval covers the work it timed."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
 def measure(job: Job) -> Measurement:
     """Time ``job.iterations`` iterations of one implementation in this (fresh) process."""
     torch.set_num_threads(job.threads)
-    runner = make_runner(job.impl, job.config, job.dataset)
+    cuda = torch.device(job.device).type == "cuda"
+    runner = make_runner(job.impl, job.config, job.dataset, job.device)
     image_shape = tuple(job.dataset.train_images.shape[1:])
     if not job.warm_up:
         warm_up_seconds = 0.0
     elif job.impl in PACKAGE_IMPLEMENTATIONS:
         started = time.perf_counter()
-        warm_up_package(job.impl, job.config, job.dataset)
+        warm_up_package(job.impl, job.config, job.dataset, job.device)
         warm_up_seconds = time.perf_counter() - started
     else:
-        warm_up(job.config, image_shape, job.dataset.num_classes, bf16=False)
+        warm_up(job.config, image_shape, job.dataset.num_classes, bf16=False, device=job.device)
         warm_up_seconds = 0.0
+    _synchronise(job.device)
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
     rss_start, reset = reset_peak_rss()
     cpu_before = cpu_seconds()
     seconds, cpu, losses = [], [], []
     for _ in range(job.iterations):
         started, cpu_started = time.perf_counter(), time.process_time()
         losses.append(runner.run_iteration())
+        _synchronise(job.device)
         seconds.append(time.perf_counter() - started)
         cpu.append(time.process_time() - cpu_started)
-    print(f"  [{job.impl}: {seconds[-1]:.1f} s wall, {cpu[-1]:.1f} s CPU of this process, {job.threads} thread(s)]", flush=True)
+    print(f"  [{job.impl}: {seconds[-1]:.1f} s wall, {cpu[-1]:.1f} s CPU of this process, {job.threads} thread(s), {job.device}]", flush=True)
     result = Measurement(
         impl=job.impl, seconds=seconds, losses=losses, rss_start_mib=rss_start, peak_rss_mib=peak_rss_mib(),
-        peak_is_reset=reset, synthetic=runner.synthetic.detach().clone(),
+        peak_is_reset=reset, synthetic=runner.synthetic.detach().cpu().clone(),
         other_load=other_load(cpu_before, cpu_seconds(), sum(seconds)), warm_up_seconds=warm_up_seconds, cpu_seconds=cpu,
+        peak_cuda_mib=torch.cuda.max_memory_allocated() / 2**20 if cuda else None,
     )
     if job.count_flops:
         result.flop_detail = iteration_flops(job.config, job.dataset)
@@ -474,7 +488,7 @@ def json_records(case: str, config: CondenseConfig, results: dict[str, Measureme
             "speedup_vs_reference": ref.mean_seconds / r.mean_seconds if ref is not None else None,
             "cpu_seconds_per_iteration": r.mean_cpu_seconds, "cpu_speedup_vs_reference": ref.mean_cpu_seconds / r.mean_cpu_seconds if ref is not None else None,
             "seconds": r.seconds, "losses": r.losses, "rss_start_mib": r.rss_start_mib, "other_load_cores": r.other_load,
-            "warm_up_seconds": r.warm_up_seconds, "flops": r.flop_detail, "threads": threads,
+            "warm_up_seconds": r.warm_up_seconds, "flops": r.flop_detail, "threads": threads, "peak_cuda_mib": r.peak_cuda_mib,
             "loop": {"K": config.steps, "T": config.epochs_between_steps, "real_batch": config.real_batch, "ipc": config.ipc, "method": config.method},
         })
     return records
@@ -494,7 +508,7 @@ def run_benchmark(args: argparse.Namespace) -> str:
         for round_index in range(args.rounds):
             for impl in args.implementations:
                 count = impl == "package-eager" and round_index == 0 and not args.no_flops
-                job = Job(impl, config, dataset, args.iterations, args.threads, count_flops=count)
+                job = Job(impl, config, dataset, args.iterations, args.threads, count_flops=count, device=args.device)
                 started = time.perf_counter()
                 r = measure_quietly(job, args.max_other_load, args.retries)
                 rounds[impl].append(r)
@@ -629,6 +643,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--real-batch", type=int, default=None, help="real images per class per matching step (default 256; 64 with --quick)")
     parser.add_argument("--iterations", type=int, default=1, help="timed iterations per case and implementation (default 1)")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads in each run (default: all cores)")
+    parser.add_argument("--device", default="cpu", help="where the implementations run: cpu (default) or cuda (the FLOP count stays on the CPU)")
     parser.add_argument("--quick", action="store_true", help=f"smoke run: real batch {QUICK_REAL_BATCH}, K and T from QUICK_LOOP")
     parser.add_argument("--steps", type=int, default=None, help="override K (matching steps per iteration); the report shows the loop")
     parser.add_argument("--epochs", type=int, default=None, help="override T (network epochs between matching steps)")

@@ -109,7 +109,7 @@ def _rand_color(x: Tensor, brightness: Tensor, saturation: Tensor, contrast: Ten
 def _rand_crop(x: Tensor, shift_h: Tensor, shift_w: Tensor) -> Tensor:
     """Translate with zero fill via a 1-pixel zero pad and clamped meshgrid indices (as the authors)."""
     n, _, h, w = x.shape
-    grid_batch, grid_x, grid_y = torch.meshgrid(torch.arange(n), torch.arange(h), torch.arange(w), indexing="ij")
+    grid_batch, grid_x, grid_y = torch.meshgrid(*(torch.arange(k, device=x.device) for k in (n, h, w)), indexing="ij")
     grid_x = torch.clamp(grid_x + shift_h.view(-1, 1, 1) + 1, 0, h + 1)
     grid_y = torch.clamp(grid_y + shift_w.view(-1, 1, 1) + 1, 0, w + 1)
     x_pad = F.pad(x, [1, 1, 1, 1, 0, 0, 0, 0])
@@ -119,7 +119,7 @@ def _rand_crop(x: Tensor, shift_h: Tensor, shift_w: Tensor) -> Tensor:
 def _rand_cutout(x: Tensor, centre_h: Tensor, centre_w: Tensor, size: tuple[int, int]) -> Tensor:
     """Zero a square per image via a mask built from clamped meshgrid indices (as the authors)."""
     n, _, h, w = x.shape
-    grid_batch, grid_x, grid_y = torch.meshgrid(torch.arange(n), torch.arange(size[0]), torch.arange(size[1]), indexing="ij")
+    grid_batch, grid_x, grid_y = torch.meshgrid(*(torch.arange(k, device=x.device) for k in (n, *size)), indexing="ij")
     grid_x = torch.clamp(grid_x + centre_h.view(-1, 1, 1) - size[0] // 2, min=0, max=h - 1)
     grid_y = torch.clamp(grid_y + centre_w.view(-1, 1, 1) - size[1] // 2, min=0, max=w - 1)
     mask = torch.ones(n, h, w, dtype=x.dtype, device=x.device)
@@ -135,7 +135,7 @@ def _uniform_int(u: Tensor, count: int) -> Tensor:
 def diff_augment(x: Tensor, draw: AugmentationDraw, dsa: DSA) -> Tensor:
     """Apply one DSA draw to ``x: (N, C, H, W)`` in the style of the authors' ``DiffAugment``."""
     n, _, h, w = x.shape
-    p, q = dsa.params, {k: _per_image(v, n) for k, v in draw.params.items()}
+    p, q = dsa.params, {k: _per_image(v, n).to(x.device) for k, v in draw.params.items()}
     if draw.group == "color":
         return _rand_color(x, q["brightness_shift"], q["saturation_factor"], q["contrast_factor"])
     if draw.group == "crop":
@@ -165,12 +165,13 @@ class ReferenceCondenser:
         dataset: the real data; normalised and kept in memory like the authors' ``images_all``.
     """
 
-    def __init__(self, config: CondenseConfig, dataset: ImageDataset):
+    def __init__(self, config: CondenseConfig, dataset: ImageDataset, device: str | torch.device = "cpu"):
         if config.distance != "ours":
             raise ValueError("the reference implements the default distance ('ours') only")
         self.config = config
+        self.device = torch.device(device)
         images_all, labels_all = dataset.normalised_train()
-        self.images_all = images_all
+        self.images_all = images_all.to(self.device)  # the authors keep all real images on the GPU
         self.indices_class = [torch.nonzero(labels_all == c).flatten() for c in range(dataset.num_classes)]
         self.num_classes = dataset.num_classes
         self.shape = tuple(images_all.shape[1:])
@@ -178,7 +179,7 @@ class ReferenceCondenser:
         init = derive_generator(config.seed, "init")
         image_syn = torch.cat([self.get_images(c, config.ipc, init) for c in range(self.num_classes)])
         self.image_syn = image_syn.detach().clone().requires_grad_(True)
-        self.label_syn = torch.arange(self.num_classes).repeat_interleave(config.ipc)
+        self.label_syn = torch.arange(self.num_classes, device=self.device).repeat_interleave(config.ipc)
         self.optimizer_img = torch.optim.SGD([self.image_syn], lr=config.syn_lr, momentum=config.syn_momentum)
         self.iteration = 0
 
@@ -189,7 +190,7 @@ class ReferenceCondenser:
     def get_images(self, c: int, n: int, generator: torch.Generator) -> Tensor:
         """``n`` random real images of class ``c`` (the authors' ``get_images``)."""
         idx = self.indices_class[c]
-        return self.images_all[idx[torch.randperm(len(idx), generator=generator)[:n]]]
+        return self.images_all[idx[torch.randperm(len(idx), generator=generator)[:n]].to(self.device)]
 
     def _augment_pair(self, img_real: Tensor, img_syn: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         if self.dsa is None:
@@ -199,13 +200,13 @@ class ReferenceCondenser:
 
     def _classwise_loss(self, net: nn.Module, params: list[Tensor], generator: torch.Generator) -> Tensor:
         """DC / DSA: Σ_c match_loss(∇θ ℓ(S_c), ∇θ ℓ(B_c)), one forward/backward pair per class."""
-        ipc, loss = self.config.ipc, torch.tensor(0.0)
+        ipc, loss = self.config.ipc, torch.tensor(0.0, device=self.device)
         for c in range(self.num_classes):
             img_real = self.get_images(c, self.config.real_batch, generator)
             img_syn = self.image_syn[c * ipc : (c + 1) * ipc]
             img_real, img_syn = self._augment_pair(img_real, img_syn, generator)
-            lab_real = torch.ones((img_real.shape[0],), dtype=torch.long) * c
-            lab_syn = torch.ones((ipc,), dtype=torch.long) * c
+            lab_real = torch.ones((img_real.shape[0],), dtype=torch.long, device=self.device) * c
+            lab_syn = torch.ones((ipc,), dtype=torch.long, device=self.device) * c
             gw_real = torch.autograd.grad(F.cross_entropy(net(img_real), lab_real), params)
             gw_real = [g.detach().clone() for g in gw_real]
             gw_syn = torch.autograd.grad(F.cross_entropy(net(img_syn), lab_syn), params, create_graph=True)
@@ -221,7 +222,7 @@ class ReferenceCondenser:
             img_real = self.get_images(c, self.config.real_batch, generator)
             img_syn = self.image_syn[c * ipc : (c + 1) * ipc]
             img_real, img_syn = self._augment_pair(img_real, img_syn, generator)
-            lab_real = torch.ones((img_real.shape[0],), dtype=torch.long) * c
+            lab_real = torch.ones((img_real.shape[0],), dtype=torch.long, device=self.device) * c
             gw_real = torch.autograd.grad(F.cross_entropy(net(img_real), lab_real), params)
             gw_real = [g.detach().clone() for g in gw_real]
             gw_real_sum = gw_real if gw_real_sum is None else [a + b for a, b in zip(gw_real_sum, gw_real)]
@@ -236,7 +237,7 @@ class ReferenceCondenser:
         """The authors' ``epoch('train', …)``: shuffled batches, DSA per batch, accuracy via numpy."""
         net.train()
         loss_avg, acc_avg = 0.0, 0.0
-        order = torch.randperm(len(images), generator=generator)
+        order = torch.randperm(len(images), generator=generator).to(images.device)
         for start in range(0, len(images), self.config.network_batch):
             index = order[start : start + self.config.network_batch]
             img, lab = images[index], labels[index]
@@ -244,7 +245,7 @@ class ReferenceCondenser:
                 img = diff_augment(img, self.dsa.sample(generator, img.shape[0]), self.dsa)
             output = net(img)
             loss = F.cross_entropy(output, lab)
-            acc = np.sum(np.equal(np.argmax(output.detach().numpy(), axis=-1), lab.numpy()))
+            acc = np.sum(np.equal(np.argmax(output.detach().cpu().numpy(), axis=-1), lab.cpu().numpy()))
             loss_avg += loss.item() * lab.shape[0]
             acc_avg += float(acc)
             optimizer.zero_grad()
@@ -257,7 +258,7 @@ class ReferenceCondenser:
         config, it = self.config, self.iteration
         generator = derive_generator(config.seed, "iteration", it)
         with seeded_global_rng(generator):
-            net = build_network(config.network, self.shape[0], self.num_classes, self.shape[1:])
+            net = build_network(config.network, self.shape[0], self.num_classes, self.shape[1:]).to(self.device)
         if has_batchnorm(net):
             raise ValueError("the reference loop does not implement the batch-norm protocol")
         net.train()

@@ -76,7 +76,7 @@ SYNTHESIS_COLUMNS: tuple[str, ...] = (
     "method", "seed", "iteration", "time", "time_unit", "distance_from_init", "velocity",
 )
 # Fields of a condensation config that do not change the synthetic images (only when it is evaluated/checkpointed).
-_NOT_IMAGE_FIELDS = ("evaluation", "eval_at", "checkpoint_every")
+_NOT_IMAGE_FIELDS = ("evaluation", "eval_at", "checkpoint_every", "compile", "class_batching")  # speed settings: same images up to rounding
 
 
 @dataclass(frozen=True)
