@@ -42,6 +42,12 @@ def data():
     return tiny_dataset()
 
 
+def _one_iteration(config, data, device: str) -> tuple[float, torch.Tensor]:
+    """(matching loss, synthetic images on the CPU) after one iteration of a fresh Condenser."""
+    condenser = Condenser(config, data, device=device)
+    return condenser.run_iteration().loss, condenser.synthetic.detach().cpu()
+
+
 def _close(a: torch.Tensor, b: torch.Tensor, rel: float) -> None:
     a, b = a.detach().float().cpu(), b.detach().float().cpu()
     scale = max(b.abs().max().item(), 1e-12)
@@ -62,10 +68,7 @@ def test_real_gradients_on_cuda_equal_cpu(network):
 def test_one_synthesis_iteration_on_cuda_equals_cpu(data, method):
     """Same seed, same draws (generators live on the CPU), same synthetic set after an iteration."""
     config = tiny_config(method=method, outer_warmup=1, inner_warmup=1, compile="off", class_batching="off")
-    results = {}
-    for device in ("cpu", "cuda"):
-        condenser = Condenser(config, data, device=device)
-        results[device] = (condenser.run_iteration().loss, condenser.synthetic.detach().cpu())
+    results = {device: _one_iteration(config, data, device) for device in ("cpu", "cuda")}
     assert results["cuda"][0] == pytest.approx(results["cpu"][0], rel=1e-3, abs=1e-4)
     _close(results["cuda"][1], results["cpu"][1], rel=1e-3)
 
@@ -74,10 +77,7 @@ def test_one_synthesis_iteration_on_cuda_equals_cpu(data, method):
 def test_batched_class_gradients_on_cuda_equal_the_per_class_loop(data, method):
     """class_batching=auto is on for CUDA: it must give the per-class loop's iteration."""
     config = tiny_config(method=method, outer_warmup=1, inner_warmup=1, compile="off")
-    results = {}
-    for mode in ("off", "auto"):
-        condenser = Condenser(config.replace(class_batching=mode), data, device="cuda")
-        results[mode] = condenser.run_iteration().loss, condenser.synthetic.detach().cpu()
+    results = {mode: _one_iteration(config.replace(class_batching=mode), data, "cuda") for mode in ("off", "auto")}
     assert results["auto"][0] == pytest.approx(results["off"][0], rel=1e-4)
     _close(results["auto"][1], results["off"][1], rel=1e-4)
 
@@ -86,10 +86,7 @@ def test_batched_class_gradients_on_cuda_equal_the_per_class_loop(data, method):
 @pytest.mark.parametrize("method", ["dc", "dcc"])
 def test_compiled_iteration_on_cuda_equals_eager(data, method):
     config = tiny_config(method=method, outer_warmup=1, inner_warmup=1, class_batching="off")
-    results = {}
-    for mode in ("off", "on"):
-        condenser = Condenser(config.replace(compile=mode), data, device="cuda")
-        results[mode] = condenser.run_iteration().loss, condenser.synthetic.detach().cpu()
+    results = {mode: _one_iteration(config.replace(compile=mode), data, "cuda") for mode in ("off", "on")}
     assert results["on"][0] == pytest.approx(results["off"][0], rel=1e-4)
     _close(results["on"][1], results["off"][1], rel=1e-3)
 
