@@ -1,6 +1,7 @@
 # Two entry points that work on a fresh machine:
 #   make demo   set up .venv, then condense real Fashion-MNIST with DC and DCC (quick preset)
-#               and compare with a random real subset (8 min 55 s measured on 2 idle CPU cores, setup included)
+#               and compare with a random real subset (8 min 55 s on 2 idle CPU cores, setup included, measured
+#               before the compiled passes became the default)
 #   make test   set up .venv, then run the test suite
 #   make figures  regenerate the paper's figures (figures/) from the stored results (results/)
 #   make lab    set up .venv with JupyterLab, register the kernel "condense" and open notebooks/
