@@ -54,6 +54,7 @@ from condense.matching import (
     classwise_parameter_gradients,
     contrastive_matching_loss,
     parameter_gradients,
+    sum_gradients,
 )
 from condense.networks import has_batchnorm
 from condense.training import Forward, train_epoch
@@ -132,11 +133,7 @@ def matching_loss_and_backward(condenser: "Condenser", network: nn.Module, objec
             total += value.item()
         return total
 
-    real_part: list[Tensor] | None = None  # Σ_{c ∈ R_r} ∇θ ℓ(B_c), one class's graph at a time, as one process does
-    for c in mine:
-        grads = real_grads[c]
-        real_part = grads if real_part is None else [a + b for a, b in zip(real_part, grads)]
-    assert real_part is not None
+    real_part = sum_gradients(real_grads[c] for c in mine)  # Σ_{c ∈ R_r} ∇θ ℓ(B_c), in class order as one process adds them
     syn_all = torch.cat([syns[c] for c in mine])
     syn_labels = condenser.labels[mine.start * ipc : mine.stop * ipc]
     syn_weights = torch.full((len(syn_all),), 1.0 / (num_classes * ipc), device=syn_all.device)

@@ -30,7 +30,7 @@ Example::
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -43,6 +43,7 @@ __all__ = [
     "layerwise_cosine_distance",
     "classwise_matching_loss",
     "contrastive_matching_loss",
+    "sum_gradients",
     "matching_objective",
     "parameter_gradients",
     "classwise_parameter_gradients",
@@ -132,6 +133,20 @@ def classwise_matching_loss(
     return torch.stack(
         [gradient_distance(r, s, distance) for r, s in zip(real_per_class, synthetic_per_class)]
     ).sum()
+
+
+def sum_gradients(gradients: Iterable[Gradients]) -> list[Tensor]:
+    """Σ_i g_i, parameter by parameter, added in the order given.
+
+    ``gradients`` may be a generator, so that only the running sum and one term are held at a
+    time (class by class: one class's pass in memory). Raises ``ValueError`` when it is empty.
+    """
+    total: list[Tensor] | None = None
+    for gradient in gradients:
+        total = list(gradient) if total is None else [a + b for a, b in zip(total, gradient)]
+    if total is None:
+        raise ValueError("sum_gradients needs at least one gradient")
+    return total
 
 
 def mean_class_gradient(real_per_class: Sequence[Gradients]) -> list[Tensor]:

@@ -58,6 +58,7 @@ from condense.matching import (
     contrastive_matching_loss,
     matching_objective,
     parameter_gradients,
+    sum_gradients,
 )
 from condense.networks import build_network, has_batchnorm
 from condense.runtime import derive_generator, resolve_device, seeded_global_rng
@@ -271,11 +272,7 @@ class Condenser:
         network that acts per sample), one extra first-order synthetic pass.
         """
         classes, ipc = self.num_classes, self.config.ipc
-        total: list[Tensor] | None = None
-        for c in range(classes):
-            grads = parameter_gradients(network, syns[c].detach(), self._class_label(c, ipc))
-            total = grads if total is None else [a + b for a, b in zip(total, grads)]
-        assert total is not None
+        total = sum_gradients(parameter_gradients(network, syns[c].detach(), self._class_label(c, ipc)) for c in range(classes))
         whole = [(g / classes).requires_grad_(True) for g in total]
         loss = contrastive_matching_loss(real_mean, whole, self.config.distance)
         self._check_finite(loss)
@@ -307,11 +304,7 @@ class Condenser:
         Summed in class order, then divided by C (the authors' order of operations), so that peak
         memory is that of one class's pass rather than of all C real batches in one graph.
         """
-        total: list[Tensor] | None = None
-        for c, real in enumerate(reals):
-            grads = self._real_gradients(network, real, c)
-            total = grads if total is None else [a + b for a, b in zip(total, grads)]
-        assert total is not None
+        total = sum_gradients(self._real_gradients(network, real, c) for c, real in enumerate(reals))
         return [g / self.num_classes for g in total]
 
     def _check_finite(self, loss: Tensor) -> None:

@@ -150,3 +150,15 @@ def test_warmup_rule(iteration, step, expected):
 
 def test_no_warmup_means_contrastive_throughout():
     assert all(matching_objective(it, k, 0, 0) is MatchingObjective.CONTRASTIVE for it in range(3) for k in range(3))
+
+
+def test_sum_gradients_adds_in_order_parameter_by_parameter_and_refuses_nothing():
+    from condense.matching import sum_gradients
+
+    g = torch.Generator().manual_seed(0)
+    terms = [[torch.randn(3, 2, generator=g), torch.randn(4, generator=g)] for _ in range(3)]
+    total = sum_gradients(iter(terms))  # a generator: one term at a time
+    expected = [(terms[0][i] + terms[1][i]) + terms[2][i] for i in range(2)]
+    assert all(torch.equal(t, e) for t, e in zip(total, expected))
+    with pytest.raises(ValueError, match="at least one"):
+        sum_gradients(iter([]))
