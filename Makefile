@@ -66,10 +66,10 @@ study: setup data
 	$(PY) -m condense study --dataset fashion-mnist --methods random,dc,dcc,dsa,dsac --ipc 1,10 --seeds 0,1,2 --out runs/study-fashion-mnist
 
 # Every figure and table the package can produce, from results/ (runs the small warm-up ablation
-# into runs/ only if it is not stored), then the kernel-velocity figures of the stored track run.
+# into runs/ only if it is not stored), then the kernel figures of every stored track run (results/track-*).
 figures: setup
 	$(PY) -m condense.figures --results results --runs runs --out figures
-	$(PY) -m dynamics.figures results/track-fashion-mnist
+	for run in results/track-*/; do if [ -f "$$run/dynamics.csv" ]; then $(PY) -m dynamics.figures "$$run" --out "figures/$$(basename $$run)" || exit 1; fi; done
 
 clean-venv:
 	rm -rf $(VENV)

@@ -13,7 +13,9 @@
 - ``synthesis_velocity``: the same velocity in the condensation inner loop (if recorded);
 - ``kernel_heatmaps``: the probe kernel (class-sorted, as K_nm / √(K_nn K_mm)) at initialisation
   and after training for each method of one seed, titled with its centred kernel-label alignment
-  (:func:`dynamics.velocity.kernel_label_alignment`); drawn when ``RUN_DIR/kernels/`` is there.
+  (:func:`dynamics.velocity.kernel_label_alignment`); drawn when ``RUN_DIR/kernels/`` is there;
+- ``kernel_vs_real``: each method's kernel against real-data training of the same seed
+  (:mod:`dynamics.comparison`); drawn when the run tracked ``real``.
 
 Lines are the mean over seeds; bands are ± one standard deviation over seeds (drawn only with
 ≥ 2 seeds, which the title says). A dotted vertical line marks the learning-rate drop (×0.1) of the
@@ -47,7 +49,7 @@ from condense.figures.style import COLUMN_WIDTH, METHOD_STYLE, method_colour, me
 
 __all__ = [
     "make_figures", "read_csv", "aggregate", "METHOD_STYLE", "main",
-    "ProbeKernels", "load_probe_kernels", "kernel_heatmaps", "alignment_rows",
+    "ProbeKernels", "load_probe_kernels", "kernel_heatmaps", "alignment_rows", "kernel_vs_reference",
 ]
 
 def read_csv(path: str | Path) -> list[dict[str, Any]]:
@@ -326,6 +328,44 @@ def make_figures(run_dir: str | Path, out: str | Path | None = None, *, formats:
         fig, heatmaps = kernel_heatmaps(run_dir, out, seed=seeds[0] if seeds else 0, formats=formats)
         written += heatmaps
         plt.close(fig)
+    written += kernel_vs_reference(run_dir, out, config=config, caption=caption, formats=formats)
+    return written
+
+
+def kernel_vs_reference(
+    run_dir: str | Path, out: str | Path, *, reference: str = "real", config: dict[str, Any] | None = None,
+    caption: str = "", formats: Sequence[str] = ("pdf", "png"),
+) -> list[Path]:
+    """``kernel_vs_<reference>``: how like ``reference`` training each method moves the kernel
+    (:mod:`dynamics.comparison`). Left: S(K_m(t), K_ref(t)) against time (mean ± std over seeds);
+    right: each seed's velocity gap |log₁₀ v_m − log₁₀ v_ref| per method, a seed's points joined.
+    Nothing is drawn (``[]``) when the run has no ``reference`` kernels."""
+    from dynamics.comparison import distance_to_reference_rows, run_reference_gaps
+
+    gaps = run_reference_gaps(run_dir, reference)
+    if not gaps:
+        return []
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(2 * COLUMN_WIDTH * 0.8, 2.3), gridspec_kw={"width_ratios": [1.6, 1]})
+    _draw(left, aggregate(distance_to_reference_rows(gaps), "distance_to_reference"), config or {}, "linear")
+    _mark_lr_decay(left, config or {})
+    left.set_ylabel(f"S(K$_m$(t), K$_{{{reference}}}$(t))")
+    left.legend(frameon=False, loc="best")
+    methods = ordered_methods(list(dict.fromkeys(g.method for g in gaps)))
+    for seed in sorted({g.seed for g in gaps}):
+        by = {g.method: g.velocity_gap for g in gaps if g.seed == seed}
+        xs = [i for i, m in enumerate(methods) if m in by]
+        right.plot(xs, [by[methods[i]] for i in xs], color="0.75", linewidth=0.6, zorder=1)
+        right.scatter(xs, [by[methods[i]] for i in xs], c=[method_colour(methods[i]) for i in xs], s=10, zorder=2)
+    right.set_xticks(range(len(methods)), [method_name(m) for m in methods])
+    right.set_xlim(-0.5, len(methods) - 0.5)
+    right.set_ylabel(f"velocity gap to {reference} (log$_{{10}}$)")
+    right.set_title("each seed; lower = more like real", fontsize=6)
+    fig.suptitle(f"kernel motion against {reference}-data training: {caption}", fontsize=7)
+    fig.tight_layout()
+    written = save_figure(fig, out, f"kernel_vs_{reference}", formats)
+    plt.close(fig)
     return written
 
 

@@ -163,6 +163,22 @@ _TABLE: tuple[TrackPreset, ...] = (
         epochs=100, probe_per_class=5, real_images=500, test_images=500,
     ),
     TrackPreset(
+        name="fashion-mnist-40it",
+        description="the kernels of results/study-fashion-mnist-40it (reuse it with --reuse-study): Fashion-MNIST ipc 1, "
+                    "paper loop sizes, 40 iterations, 300-epoch training, 50-image probe, real = 500-image subset, 3 seeds",
+        dataset="fashion-mnist", ipc=1, methods=("random", "dc", "dcc", "real"), condense_prefix="",
+        condense_set=("iterations=40", "outer_warmup=10", "inner_warmup=10"), seeds=(0, 1, 2),
+        probe_per_class=5, real_images=500, test_images=1000, synthesis_iterations=(),
+    ),
+    TrackPreset(
+        name="fashion-mnist-upper-paper-loops",
+        description="the kernels of results/study-fashion-mnist-upper-paper-loops (reuse it with --reuse-study): the 4 upper-body "
+                    "garments, ipc 10, K=10 T=50, 20 iterations, 300-epoch training, 40-image probe, real = 400-image subset, 3 seeds",
+        dataset="fashion-mnist-upper", ipc=10, methods=("random", "dc", "dcc", "real"), condense_prefix="",
+        condense_set=("iterations=20", "outer_warmup=5"), seeds=(0, 1, 2),
+        probe_per_class=10, real_images=400, test_images=1000, synthesis_iterations=(),
+    ),
+    TrackPreset(
         name="cifar10",
         description=f"the DCC paper's setting: CIFAR-10 ipc 10, all methods, {_PAPER}, 100-image probe, real = whole training set",
         dataset="cifar10", ipc=10, methods=TRACK_METHODS, condense_prefix="", seeds=(0, 1, 2),

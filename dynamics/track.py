@@ -340,7 +340,10 @@ def write_tables(out: str | Path) -> None:
     config_path = out / "config.json"
     if config_path.exists():
         note = f"\nTest accuracy is measured on {json.loads(config_path.read_text())['test_accuracy_on']}.\n"
-    atomic_write_bytes(out / "summary.md", ("\n".join(summary) + "\n" + note).encode())
+    from dynamics.comparison import reference_table, run_reference_gaps
+
+    comparison = reference_table(run_reference_gaps(out))
+    atomic_write_bytes(out / "summary.md", ("\n".join(summary) + "\n" + note + ("\n" + comparison if comparison else "")).encode())
 
 
 # --------------------------------------------------------------------------------------------

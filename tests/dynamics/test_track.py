@@ -17,7 +17,7 @@ from dynamics.tracking import KernelRecorder
 from dynamics.velocity import kernel_distance
 
 SMOKE = get_track_preset("smoke")
-FIGURES = ("kernel_velocity", "distance_from_init", "test_accuracy", "dynamics", "kernel_heatmaps")
+FIGURES = ("kernel_velocity", "distance_from_init", "test_accuracy", "dynamics", "kernel_heatmaps", "kernel_vs_real")
 
 
 def _rows(path):
@@ -53,6 +53,17 @@ def test_smoke_run_writes_config_csv_kernels_and_figures(smoke_run):
     for stem in FIGURES + ("synthesis_velocity",):
         for ext in ("pdf", "png"):
             assert (smoke_run / "figures" / f"{stem}.{ext}").stat().st_size > 1000, (stem, ext)
+
+
+def test_summary_compares_each_method_with_real_from_the_saved_kernels(smoke_run):
+    summary = (smoke_run / "summary.md").read_text()
+    assert "DCC − DC per seed" in summary
+    real = KernelRecorder.load(smoke_run / "kernels" / "real-seed1.pt")
+    dcc = KernelRecorder.load(smoke_run / "kernels" / "dcc-seed1.pt")
+    last_real, last_dcc = (rec.records_of(rec.runs()[-1])[-1].kernel for rec in (real, dcc))
+    expected = kernel_distance(last_dcc, last_real)
+    assert expected > 0
+    assert f"| dcc | 1 | {expected:.4f} |" in summary
 
 
 def test_csv_velocity_equals_the_distance_of_saved_kernels_over_dt(smoke_run):
