@@ -9,6 +9,7 @@ the condensation cells of that ipc.
 from __future__ import annotations
 
 import logging
+import statistics
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -102,6 +103,37 @@ def final_accuracies(run_dir: Path, network: str = "convnet") -> list[float]:
     return [a for r in evaluations if r["iteration"] == last for a in r["accuracies"]]
 
 
+def evaluation_means(run_dir: Path, network: str = "convnet") -> dict[int, float]:
+    """``{iteration: mean accuracy over that evaluation's networks}`` recorded in a run directory."""
+    evaluations = [r for r in MetricsLog(run_dir / "metrics.jsonl").read() if r.get("event") == "evaluation" and r.get("network") == network]
+    return {r["iteration"]: mean_std(r["accuracies"])[0] for r in sorted(evaluations, key=lambda r: r["iteration"])}
+
+
+def per_seed_table(out: Path, cells: Sequence[Cell], network: str = "convnet") -> str:
+    """A Markdown table per seed: for every (ipc, seed) the first evaluation (iteration 0: the real
+    images the sets start from) and the last of each method, in %, then DCC − DC and DSAC − DSA
+    of the last evaluation where both ran (finished cells only). Empty when no cell has an
+    evaluation at iteration 0 and a later one."""
+    methods = list(dict.fromkeys(c.method for c in cells))
+    rows, any_start = [], False
+    for ipc in sorted({c.ipc for c in cells}):
+        for seed in sorted({c.seed for c in cells}):
+            means = {c.method: evaluation_means(Path(out) / c.name, network) for c in cells if c.ipc == ipc and c.seed == seed}
+            means = {m: v for m, v in means.items() if v}
+            if not means:
+                continue
+            starts = [v[min(v)] for v in means.values() if min(v) == 0 and len(v) > 1]
+            any_start |= bool(starts)
+            last = {m: v[max(v)] for m, v in means.items() if (Path(out) / Cell(m, ipc, seed).name / "DONE").exists()}
+            pairs = [f"{100 * (last[a] - last[b]):+.2f}" if a in last and b in last else "–" for a, b in (("dcc", "dc"), ("dsac", "dsa"))]
+            rows.append(f"| {ipc} | {seed} | " + (f"{100 * statistics.fmean(starts):.2f}" if starts else "–") + " | "
+                        + " | ".join(f"{100 * last[m]:.2f}" if m in last else "–" for m in methods) + " | " + " | ".join(pairs) + " |")
+    if not rows or not any_start:
+        return ""
+    header = "| ipc | seed | iteration 0 (real init) | " + " | ".join(methods) + " | DCC − DC | DSAC − DSA |"
+    return "\n".join([header, "|---" * (len(methods) + 5) + "|", *rows])
+
+
 def finished_cells(out: Path) -> list[Cell]:
     """The finished cells (``<method>-ipc<N>-seed<S>/DONE``) in a study directory, sorted by name."""
     cells = []
@@ -190,6 +222,8 @@ def run_study(
     if not current_world().is_main:
         return table
     minutes = (time.perf_counter() - started) / 60
-    text = f"# Study {out.name}: {dataset.name}\n\n{table}\n\nThis invocation took {minutes:.1f} min (cells finished earlier are not re-run).\n"
+    seeds = per_seed_table(out, cells)
+    seeds = f"\nPer seed (mean over that seed's evaluation networks, %; the last evaluation of each method):\n\n{seeds}\n" if seeds else ""
+    text = f"# Study {out.name}: {dataset.name}\n\n{table}\n{seeds}\nThis invocation took {minutes:.1f} min (cells finished earlier are not re-run).\n"
     atomic_write_bytes(out / "summary.md", text.encode())
     return table

@@ -133,3 +133,16 @@ def test_missing_ablation_runs_the_smoke_preset_and_is_drawn(tmp_path):
     assert any("ran preset 'smoke'" in n for n in report.notes)
     assert [r.classwise_share for r in results] == [1.0, 0.0, 0.5, 0.25, 0.125]  # smoke: 4 iterations x K=4, O=1, I=2
     assert "| DCC, no warm-up | 0 | 0 | 0.0 % |" in (tmp_path / "f" / "paper_figures.md").read_text()
+
+
+def test_per_seed_table_shows_the_real_start_the_last_evaluation_and_dcc_minus_dc(study):
+    from condense.study import Cell, per_seed_table
+
+    cells = [Cell(m, 1, s) for s in (0, 1) for m in ("dc", "dcc")]
+    table = per_seed_table(study, cells)
+    lines = table.splitlines()
+    assert lines[0] == "| ipc | seed | iteration 0 (real init) | dc | dcc | DCC − DC | DSAC − DSA |"
+    # seed 0: both start at 10 %, DC ends at mean(50, 70) = 60, DCC at 80; seed 1: DCC is unfinished
+    assert lines[2] == "| 1 | 0 | 10.00 | 60.00 | 80.00 | +20.00 | – |"
+    assert lines[3] == "| 1 | 1 | 10.00 | 60.00 | – | – | – |"
+    assert per_seed_table(study, [Cell("random", 1, 0)]) == ""  # a baseline has no iteration-0 start to show
