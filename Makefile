@@ -11,7 +11,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 TORCH  ?= torch==2.13.0
 
-.PHONY: setup lab-setup lab data demo test bench study figures clean-venv
+.PHONY: setup lab-setup lab data demo test bench study studies-paper-loops figures clean-venv
 
 setup: $(VENV)/.installed
 
@@ -64,6 +64,26 @@ bench: setup data
 # The recorded quick-preset study of docs/results.md (resumable: rerun to continue).
 study: setup data
 	$(PY) -m condense study --dataset fashion-mnist --methods random,dc,dcc,dsa,dsac --ipc 1,10 --seeds 0,1,2 --out runs/study-fashion-mnist
+
+# Issue 12's studies at the paper's loop sizes (fp32, real batch 256, 3 seeds; docs/results.md):
+# each as two one-thread shards, then the kernels of its sets. Resumable: rerun to continue, finished
+# cells and tracked units are skipped. Hours on 2 CPU cores (upper ≈ 2.8 h, 40it ≈ 3.5 h, each track ≈ 25 min).
+STUDY_UPPER := study --dataset fashion-mnist-upper --methods dc,dcc --ipc 10 --seeds 0,1,2 --preset-prefix '' \
+	--set iterations=20 --set outer_warmup=5 --set eval_at=0,20 --set evaluation.num_networks=5 --set checkpoint_every=1 \
+	--offline --out results/study-fashion-mnist-upper-paper-loops
+STUDY_40IT := study --dataset fashion-mnist --methods dc,dcc --ipc 1 --seeds 0,1,2 --preset-prefix '' \
+	--set iterations=40 --set outer_warmup=10 --set inner_warmup=10 --set eval_at=0,40 --set evaluation.num_networks=5 \
+	--set checkpoint_every=1 --offline --out results/study-fashion-mnist-40it
+
+studies-paper-loops: setup data
+	$(PY) -m condense $(STUDY_UPPER) --threads 1 --shard 0/2 --no-progress & pid=$$!; \
+	$(PY) -m condense $(STUDY_UPPER) --threads 1 --shard 1/2; rc=$$?; wait $$pid && [ $$rc = 0 ]
+	$(PY) -m dynamics.track --run fashion-mnist-upper-paper-loops --out results/track-fashion-mnist-upper-paper-loops \
+		--reuse-study results/study-fashion-mnist-upper-paper-loops --threads 2 --offline --no-figures
+	$(PY) -m condense $(STUDY_40IT) --threads 1 --shard 0/2 --no-progress & pid=$$!; \
+	$(PY) -m condense $(STUDY_40IT) --threads 1 --shard 1/2; rc=$$?; wait $$pid && [ $$rc = 0 ]
+	$(PY) -m dynamics.track --run fashion-mnist-40it --out results/track-fashion-mnist-40it \
+		--reuse-study results/study-fashion-mnist-40it --threads 2 --offline --no-figures
 
 # Every figure and table the package can produce, from results/ (runs the small warm-up ablation
 # into runs/ only if it is not stored), then the kernel figures of every stored track run (results/track-*).
