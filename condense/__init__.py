@@ -7,8 +7,9 @@
     >>> synthetic.images.shape                                            # (10, 1, 28, 28), normalised
 
 Modules, top-down: :mod:`~condense.data` (datasets), :mod:`~condense.networks`,
-:mod:`~condense.augment` (DSA), :mod:`~condense.matching` (losses), :mod:`~condense.synthesis`
-(the loop), :mod:`~condense.evaluation` (the protocol), :mod:`~condense.baselines`,
+:mod:`~condense.augment` (DSA; its transforms in :mod:`~condense.image_transforms`),
+:mod:`~condense.matching` (losses), :mod:`~condense.synthesis` (the loop),
+:mod:`~condense.evaluation` (the protocol), :mod:`~condense.baselines`,
 :mod:`~condense.artifacts` (what runs write), :mod:`~condense.presets`, :mod:`~condense.study`,
 :mod:`~condense.warmup_ablation` and :mod:`~condense.figures` (``python -m condense.figures``: the
 paper's figures from stored results).

@@ -17,7 +17,7 @@ def main(argv: list[str] | None = None) -> int:
         print(_USAGE, file=sys.stderr)
         return 0 if argv and argv[0] in ("-h", "--help") else 2
     if argv[0] == "track":
-        from dynamics.track import main as command
+        from dynamics.track_cli import main as command
     else:
         from dynamics.figures import main as command
     return command(argv[1:])

@@ -18,7 +18,8 @@ logit pair ``(o, p)`` are returned, always named by ``mode``:
 Implementations (:class:`NTKImplementation`) differ in speed and memory, never in the result;
 every one is tested against an explicit autograd Jacobian. The default (``AUTO``) picks the
 fastest measured on the device: per-layer per-example gradients on a CPU (see "Empirical NTK"
-in ``docs/benchmarks.md``), ``vmap(jacrev)`` Jacobian contraction elsewhere.
+in ``docs/benchmarks.md``; computed in :mod:`dynamics.layerwise_jacobian`), ``vmap(jacrev)``
+Jacobian contraction elsewhere.
 
 Memory. The Jacobian-based implementations hold two Jacobian tiles of
 ``tile · O · P · 4`` bytes (float32) at once, plus the output kernel
@@ -60,11 +61,11 @@ from collections.abc import Callable
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, jacrev, jvp, vjp, vmap
 from torch.nn.modules.batchnorm import _BatchNorm
-from torch.nn.modules.instancenorm import _InstanceNorm
+
+from dynamics.layerwise_jacobian import LayerwiseUnsupported, layerwise_jacobian, layerwise_plan
 
 __all__ = ["NTKImplementation", "NTKMode", "empirical_ntk", "check_per_example", "MODES"]
 
@@ -291,174 +292,7 @@ def _jacobian_loop(model: nn.Module, x: Tensor) -> list[Tensor]:
 
 
 # --------------------------------------------------------------------------------------------
-# Implementation 3: per-layer per-example gradients from one batched backward per logit
-
-
-class _LayerwiseUnsupported(ValueError):
-    """The model cannot use LAYERWISE_GRADIENTS; the message says why."""
-
-
-LAYERWISE_CHUNK = 16  # default examples per batched backward (see docs/benchmarks.md)
-_NORMS = (nn.GroupNorm, nn.LayerNorm, _InstanceNorm, _BatchNorm)
-_SUPPORTED = (nn.Linear, nn.Conv2d) + _NORMS
-
-
-def _layerwise_plan(model: nn.Module) -> list[tuple[nn.Module, dict[str, Tensor]]]:
-    """[(module, {'weight'/'bias': trainable param})] or raise _LayerwiseUnsupported."""
-    trainable = _trainable(model)
-    plan: list[tuple[nn.Module, dict[str, Tensor]]] = []
-    seen: set[int] = set()
-    for mname, module in model.named_modules(remove_duplicate=False):
-        own = {k: p for k, p in module._parameters.items() if p is not None and p.requires_grad}
-        if not own:
-            continue
-        label = mname or type(module).__name__
-        if not isinstance(module, _SUPPORTED):
-            raise _LayerwiseUnsupported(
-                f"layerwise_gradients does not support {type(module).__name__} ({label!r}) holding trainable parameters"
-            )
-        if set(own) - {"weight", "bias"}:
-            raise _LayerwiseUnsupported(f"unexpected parameter names {sorted(own)} in {label!r}")
-        if any(id(p) in seen for p in own.values()):
-            raise _LayerwiseUnsupported(f"parameters of {label!r} are shared; use another implementation")
-        seen.update(id(p) for p in own.values())
-        plan.append((module, own))
-    if len(seen) != len(trainable):
-        raise _LayerwiseUnsupported("some trainable parameters are not owned by a module")
-    return plan
-
-
-def _layer_features(module: nn.Module, a: Tensor) -> Tensor:
-    """What the per-example weight gradient pairs with the output signal (see _write_layer_grads)."""
-    if isinstance(module, nn.Linear):
-        return a.reshape(a.shape[0], -1, a.shape[-1])  # (n, L, in)
-    if isinstance(module, nn.Conv2d):
-        # the conv's own padding (any mode, including 'same'), then patches: (n, L, C_in·kh·kw)
-        mode = "constant" if module.padding_mode == "zeros" else module.padding_mode
-        a = F.pad(a, module._reversed_padding_repeated_twice, mode=mode)
-        patches = F.unfold(a, module.kernel_size, dilation=module.dilation, stride=module.stride)
-        return patches.transpose(1, 2).contiguous()  # row-major (n, L, K): the faster bmm operand
-    if isinstance(module, nn.GroupNorm):  # normalised input x̂, same shape as the input
-        return F.group_norm(a, module.num_groups, eps=module.eps)
-    if isinstance(module, nn.LayerNorm):
-        return F.layer_norm(a, module.normalized_shape, eps=module.eps)
-    if isinstance(module, _InstanceNorm):
-        if module.training or not module.track_running_stats:
-            return F.instance_norm(a, eps=module.eps)
-        return F.instance_norm(a, module.running_mean, module.running_var, use_input_stats=False, eps=module.eps)
-    if isinstance(module, _BatchNorm):  # eval mode only (check_per_example)
-        return F.batch_norm(a, module.running_mean, module.running_var, training=False, eps=module.eps)
-    raise AssertionError(type(module))  # pragma: no cover
-
-
-def _write_layer_grads(module: nn.Module, feat: Tensor, delta: Tensor, out: dict[str, Tensor]) -> None:
-    """Write per-example gradients into ``out[name]: (n, numel)`` given ``delta = ∂f_o/∂output``.
-
-    Linear ``y = W a + b``: ∂f/∂W = Σ_l δ_l a_lᵀ. Conv: the same over the L output positions with
-    unfolded input patches. Affine norms ``y = γ x̂ + β``: ∂f/∂γ = Σ δ x̂, ∂f/∂β = Σ δ.
-    """
-    n = delta.shape[0]
-    if isinstance(module, (nn.Linear, nn.Conv2d)):
-        if isinstance(module, nn.Linear):
-            d = delta.reshape(n, -1, delta.shape[-1]).transpose(1, 2)  # (n, out, L)
-            g = 1
-        else:
-            g = module.groups
-            d = delta.reshape(n, delta.shape[1], -1)  # (n, C_out, L)
-        if "weight" in out:
-            w = out["weight"]
-            if g == 1:
-                torch.bmm(d, feat, out=w.view(n, d.shape[1], feat.shape[2]))  # (n, C_out, C_in·kh·kw)
-            else:
-                dg = d.reshape(n, g, -1, d.shape[-1])  # (n, G, C_out/G, L)
-                ug = feat.reshape(n, feat.shape[1], g, -1)  # (n, L, G, C_in/G·kh·kw)
-                w.copy_(torch.einsum("ngol,nlgk->ngok", dg, ug).reshape(n, -1))
-        if "bias" in out:
-            torch.sum(d, -1, out=out["bias"])
-        return
-    if isinstance(module, nn.LayerNorm):
-        lead = tuple(range(1, delta.dim() - len(module.normalized_shape)))  # dims summed over
-    else:
-        lead = tuple(range(2, delta.dim()))  # channel-wise affine: (n, C, *spatial)
-    if "weight" in out:
-        out["weight"].copy_(((delta * feat).sum(lead) if lead else delta * feat).reshape(n, -1))
-    if "bias" in out:
-        out["bias"].copy_((delta.sum(lead) if lead else delta).reshape(n, -1))
-
-
-@torch.enable_grad()
-def _jacobian_layerwise(model: nn.Module, x: Tensor, chunk_size: int | None, verify: bool = False) -> list[Tensor]:
-    """Per-layer per-example gradients (see LAYERWISE_GRADIENTS), ``chunk_size`` examples at a time."""
-    plan = _layerwise_plan(model)
-    params = [p for _, p in _trainable(model)]
-    n_all = x.shape[0]
-    blocks: dict[int, Tensor] = {}
-    clone = False  # clone the tapped outputs when the model modifies one in place
-    for sl in _tiles(n_all, chunk_size or LAYERWISE_CHUNK):
-        while True:
-            records: dict[int, tuple[Tensor, Tensor, int]] = {}
-
-            def hook(module: nn.Module, inputs: tuple, output: Tensor) -> Tensor | None:
-                if not inputs or not isinstance(inputs[0], Tensor) or not isinstance(output, Tensor):
-                    raise _LayerwiseUnsupported(f"{type(module).__name__} called without a positional tensor")
-                if id(module) in records:
-                    raise _LayerwiseUnsupported(f"{type(module).__name__} is called more than once per forward")
-                with torch.no_grad():  # features now, before any in-place op can change the input
-                    feat = _layer_features(module, inputs[0].detach())
-                records[id(module)] = (feat, output, output._version)
-                return output.clone() if clone else None
-
-            handles = [m.register_forward_hook(hook) for m, _ in plan]
-            try:
-                out = model(x[sl])
-            finally:
-                for h in handles:
-                    h.remove()
-            if clone or all(y._version == v for _, y, v in records.values()):
-                break
-            clone = True  # an output was modified in place: its gradient would be the wrong one
-        out = out.reshape(out.shape[0], -1)  # (n, O)
-        n_out = out.shape[1]
-        if not blocks:
-            blocks = {id(p): out.new_empty(n_out, n_all, p.numel()) for p in params}
-        used = [(m, own, records[id(m)]) for m, own in plan if id(m) in records]
-        for m, own in plan:
-            if id(m) not in records:  # layer not on the path: zero Jacobian
-                for p in own.values():
-                    blocks[id(p)][:, sl].zero_()
-        batch_grads = None
-        if verify:
-            batch_grads = torch.autograd.grad(out[:, 0].sum(), params, retain_graph=True, allow_unused=True)
-        for o in range(n_out):
-            deltas = torch.autograd.grad(
-                out[:, o].sum(), [y for *_, (_, y, _) in used], retain_graph=o + 1 < n_out, allow_unused=True
-            )
-            for (module, own, (feat, _, _)), delta in zip(used, deltas):
-                targets = {k: blocks[id(p)][o, sl] for k, p in own.items()}
-                if delta is None:
-                    for t in targets.values():
-                        t.zero_()
-                else:
-                    _write_layer_grads(module, feat, delta, targets)
-        if batch_grads is not None:
-            _verify_layerwise(params, batch_grads, [blocks[id(p)][0, sl] for p in params])
-            verify = False
-    return [blocks[id(p)] for p in params]
-
-
-def _verify_layerwise(params: list[Tensor], batch_grads: tuple, per_example: list[Tensor]) -> None:
-    """Σ_n of the per-example gradients of logit 0 must equal the batch gradient (catches
-    parameters used outside their module's forward, e.g. tied weights)."""
-    errors, scale = [], 1e-12
-    for p, g, pe in zip(params, batch_grads, per_example):
-        ref = torch.zeros(p.numel(), dtype=pe.dtype, device=pe.device) if g is None else g.reshape(-1)
-        errors.append((pe.sum(0) - ref).abs().max().item())
-        scale = max(scale, ref.abs().max().item(), pe.abs().max().item())
-    if max(errors) > 1e-4 * scale:
-        raise _LayerwiseUnsupported(
-            "per-layer gradients do not add up to the batch gradient (a parameter used outside its "
-            "module's forward?); use implementation='per_example_loop'"
-        )
+# Implementation 3: per-layer per-example gradients, dynamics.layerwise_jacobian.layerwise_jacobian
 
 
 # --------------------------------------------------------------------------------------------
@@ -517,8 +351,8 @@ def _resolve(implementation: NTKImplementation | str, model: nn.Module, device: 
     if device.type != "cpu":
         return NTKImplementation.JACOBIAN_CONTRACTION
     try:
-        _layerwise_plan(model)
-    except _LayerwiseUnsupported:
+        layerwise_plan(model, _trainable(model))
+    except LayerwiseUnsupported:
         return NTKImplementation.PER_EXAMPLE_LOOP
     return NTKImplementation.LAYERWISE_GRADIENTS
 
@@ -594,17 +428,17 @@ def empirical_ntk(
             return _jacobian_vmap(model, x, chunk_size)
         if impl is NTKImplementation.PER_EXAMPLE_LOOP:
             return _jacobian_loop(model, x)
-        return _jacobian_layerwise(model, x, chunk_size, verify=verify)
+        return layerwise_jacobian(model, x, _trainable(model), chunk_size, verify=verify)
 
     if impl is NTKImplementation.LAYERWISE_GRADIENTS:
         try:
-            _layerwise_plan(model)
-        except _LayerwiseUnsupported as err:
+            layerwise_plan(model, _trainable(model))
+        except LayerwiseUnsupported as err:
             raise ValueError(str(err)) from None
         # verify once, on two examples, that per-layer gradients add up to the batch gradient
         try:
             jacobian(1, slice(0, min(2, n1)), verify=True)
-        except _LayerwiseUnsupported as err:
+        except LayerwiseUnsupported as err:
             if not auto:
                 raise ValueError(str(err)) from None
             warnings.warn(f"{err}; falling back to per_example_loop", RuntimeWarning, stacklevel=2)

@@ -31,6 +31,10 @@ Ctrl-C or a kill leaves a resumable run. What ``<out>`` (default ``runs/<preset>
 ``velocity`` of the row at ``t_i`` is ``S(K_{t_i}, K_{t_{i+1}}) / (t_{i+1} − t_i)`` (empty in
 the last row); ``distance_from_init`` is ``S(K_0, K_t)``.
 
+This module runs the units (:func:`run_track`); the tables are written by
+:mod:`dynamics.track_tables` and the command line is :mod:`dynamics.track_cli`, whose names
+(``main``, ``apply_overrides``, ``write_tables``, ``CSV_COLUMNS`` ...) are re-exported here.
+
 Example::
 
     python -m dynamics.track --list
@@ -40,42 +44,35 @@ Example::
 
 from __future__ import annotations
 
-import argparse
-import csv
-import io
 import json
 import logging
 import math
 import sys
 import time
-import typing
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from condense.artifacts import SyntheticSet, atomic_write_bytes, atomic_write_json, find_synthetic_file
-from condense.config import CondenseConfig, EvaluationConfig, parse_field
+from condense.artifacts import SyntheticSet, atomic_write_json, find_synthetic_file
+from condense.config import CondenseConfig, EvaluationConfig
 from condense.data import ImageDataset, load_dataset
 from condense.distributed import barrier, current_world, local_only, my_share, on_main
 from condense.errors import CondenseError, ConfigError
 from condense.hooks import Callback
-from dynamics.presets import CONDENSED_METHODS, TRACK_PRESETS, TrackPreset, get_track_preset
+from dynamics.presets import CONDENSED_METHODS, TrackPreset
+from dynamics.track_cli import apply_overrides, build_parser, main  # re-exported: the command line
+from dynamics.track_tables import CSV_COLUMNS, SYNTHESIS_COLUMNS, write_tables  # re-exported: the tables
 from dynamics.tracking import KernelRecorder, KernelTracker, ProbeSet, make_probe, parse_schedule
 
 log = logging.getLogger("dynamics.track")
 
-__all__ = ["Unit", "condense_config", "training_times", "real_training_set", "run_track", "write_tables", "main", "CSV_COLUMNS"]
+__all__ = [
+    "Unit", "condense_config", "training_times", "real_training_set", "run_track", "write_tables", "main", "CSV_COLUMNS",
+    "SYNTHESIS_COLUMNS", "apply_overrides", "build_parser",
+]
 
-CSV_COLUMNS: tuple[str, ...] = (
-    "method", "seed", "time", "time_unit", "distance_from_init", "velocity", "train_loss", "test_accuracy", "steps",
-)
-SYNTHESIS_COLUMNS: tuple[str, ...] = (
-    "method", "seed", "iteration", "time", "time_unit", "distance_from_init", "velocity",
-)
-# Fields of a condensation config that do not change the synthetic images (only when it is evaluated/checkpointed).
 _NOT_IMAGE_FIELDS = ("evaluation", "eval_at", "checkpoint_every", "compile", "class_batching")  # speed settings: same images up to rounding
 
 
@@ -288,65 +285,6 @@ def _run_unit(
 
 
 # --------------------------------------------------------------------------------------------
-# tables
-
-
-def _fmt(value: Any) -> Any:
-    if isinstance(value, float):
-        return "" if math.isnan(value) else repr(value)
-    return value
-
-
-def _write_csv(path: Path, columns: Sequence[str], rows: list[dict[str, Any]]) -> None:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: _fmt(row.get(k, "")) for k in columns})
-    atomic_write_bytes(path, buffer.getvalue().encode())
-
-
-def _method_order(method: str) -> int:
-    order = ("random", "dc", "dsa", "dcc", "dsac", "real")
-    return order.index(method) if method in order else len(order)
-
-
-def write_tables(out: str | Path) -> None:
-    """(Re)write ``dynamics.csv``, ``synthesis.csv`` and ``summary.md`` from the finished units in ``out``."""
-    out = Path(out)
-    recorders = [KernelRecorder.load(p) for p in sorted((out / "kernels").glob("*.pt"))]
-    recorders.sort(key=lambda r: (_method_order(r.info["method"]), r.info["method"], r.info["seed"]))
-    rows = []
-    summary = ["| method | seed | training set | images | final test accuracy | seconds |", "|---|---|---|---|---|---|"]
-    for rec in recorders:
-        method, seed, steps = rec.info["method"], rec.info["seed"], rec.info["steps_per_epoch"]
-        for run in rec.runs():
-            for row in rec.rows(run):
-                rows.append({"method": method, "seed": seed, **row, "steps": int(row["time"] * steps)})
-        summary.append(
-            f"| {method} | {seed} | {rec.info['train_source']} | {rec.info['train_size']} | "
-            f"{100 * rec.info['final_test_accuracy']:.2f} % | {rec.info['seconds_total']:.0f} |"
-        )
-    _write_csv(out / "dynamics.csv", CSV_COLUMNS, rows)
-    synthesis_rows = []
-    for path in sorted((out / "sets").glob("*/synthesis_kernels.pt")):
-        rec = KernelRecorder.load(path)
-        for run in rec.runs():
-            for row in rec.rows(run):
-                synthesis_rows.append({"method": rec.info.get("method"), "seed": rec.info.get("seed"), **row})
-    if synthesis_rows:
-        _write_csv(out / "synthesis.csv", SYNTHESIS_COLUMNS, synthesis_rows)
-    note = ""
-    config_path = out / "config.json"
-    if config_path.exists():
-        note = f"\nTest accuracy is measured on {json.loads(config_path.read_text())['test_accuracy_on']}.\n"
-    from dynamics.comparison import reference_table, run_reference_gaps
-
-    comparison = reference_table(run_reference_gaps(out))
-    atomic_write_bytes(out / "summary.md", ("\n".join(summary) + "\n" + note + ("\n" + comparison if comparison else "")).encode())
-
-
-# --------------------------------------------------------------------------------------------
 # the run
 
 
@@ -455,104 +393,6 @@ def run_track(
         log.info("figures: %s", ", ".join(p.name for p in written))
     log.info("track %s: %d units run, %d skipped, %.1f min -> %s", preset.name, len(todo), len(units) - len(todo), (time.perf_counter() - started) / 60, out)
     return out
-
-
-# --------------------------------------------------------------------------------------------
-# command line
-
-
-def apply_overrides(preset: TrackPreset, pairs: Sequence[str]) -> TrackPreset:
-    """``preset`` with ``['epochs=50', 'methods=random,dcc']`` applied (:class:`ConfigError` if unknown)."""
-    hints = typing.get_type_hints(TrackPreset)
-    changes: dict[str, Any] = {}
-    for pair in pairs:
-        if "=" not in pair:
-            raise ConfigError(f"--set expects field=value, got {pair!r}")
-        key, text = pair.split("=", 1)
-        if key not in hints or key == "name":
-            raise ConfigError(f"unknown track preset field {key!r}; known: {', '.join(k for k in hints if k != 'name')}")
-        try:
-            changes[key] = parse_field(text, hints[key])
-        except ValueError:
-            raise ConfigError(f"--set {pair}: cannot parse {text!r} as {hints[key]}") from None
-    return preset.replace(**changes)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m dynamics.track",
-        description="Track the empirical NTK (kernel velocity) of networks trained on condensed sets, a random subset and real data.",
-    )
-    parser.add_argument("--run", "--preset", dest="run", metavar="PRESET", help="a track preset (see --list); --preset is the spelling torchrun accepts")
-    parser.add_argument("--list", action="store_true", help="list the track presets and exit")
-    parser.add_argument("--out", default=None, help="run directory (default runs/<preset>, or runs/<preset>-<dataset> with --dataset)")
-    parser.add_argument("--dataset", default=None, help="track on this dataset instead of the preset's: a registry name or the path of an ImageFolder directory / .npz")
-    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override a preset field, e.g. epochs=50 or methods=random,dcc")
-    parser.add_argument("--condense-set", action="append", default=[], metavar="FIELD=VALUE", help="override a condensation config field, e.g. iterations=3")
-    parser.add_argument("--seeds", default=None, help="comma-separated seeds (overrides the preset's)")
-    parser.add_argument("--reuse-study", default=None, metavar="DIR", help="a `condense study` output dir whose finished <method>-ipc<N>-seed<S>/ sets may be reused when their config matches")
-    parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: CUDA if available)")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (1 when other jobs share the cores)")
-    parser.add_argument("--data-root", default=None, help="dataset root (default: $CONDENSE_DATA_ROOT or ./data)")
-    parser.add_argument("--offline", action="store_true", help="never download datasets; fail with instructions instead")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    parser.add_argument("--no-figures", action="store_true", help="do not draw figures at the end")
-    parser.add_argument("-v", "--verbose", action="store_true")
-    return parser
-
-
-def _list_presets() -> None:
-    for name, preset in TRACK_PRESETS.items():
-        print(f"{name:<22} {preset.dataset:<22} ipc {preset.ipc:<3} {','.join(preset.methods):<30} {preset.description}")
-
-
-def main(argv: list[str] | None = None) -> int:
-    """The command line; returns the exit status (2 with a one-line ``error:`` for user errors)."""
-    from condense.runtime import run_command
-
-    args = build_parser().parse_args(argv)
-    return run_command(
-        lambda: _track_in_world(args), verbose=args.verbose, threads=args.threads, device=args.device,
-        interrupted="rerun the same command to continue (finished units are kept)",
-    )
-
-
-def _track_in_world(args: argparse.Namespace) -> int:
-    """The command, in the process group when launched by torchrun (units split over the ranks)."""
-    from condense.distributed import distributed_session
-
-    with distributed_session(args.device):
-        return _track_command(args)
-
-
-def _track_command(args: argparse.Namespace) -> int:
-    if args.list:
-        _list_presets()
-        return 0
-    if not args.run:
-        raise ConfigError("give --run PRESET (or --list to see them)")
-    from condense.data.userdata import dataset_slug, looks_like_path
-
-    preset = apply_overrides(get_track_preset(args.run), args.set)
-    if args.dataset:
-        preset = preset.replace(dataset=args.dataset)
-    if looks_like_path(preset.dataset):  # one spelling of the path, so reruns from elsewhere find their sets
-        preset = preset.replace(dataset=str(Path(preset.dataset).expanduser().resolve()))
-    if args.condense_set:
-        preset = preset.replace(condense_set=preset.condense_set + tuple(args.condense_set))
-    if args.seeds:
-        try:
-            preset = preset.replace(seeds=tuple(int(s) for s in args.seeds.split(",") if s.strip()))
-        except ValueError:
-            raise ConfigError(f"--seeds expects integers like 0,1,2, got {args.seeds!r}") from None
-    default = preset.name if not args.dataset else f"{preset.name}-{dataset_slug(preset.dataset)}"
-    out = Path(args.out) if args.out else Path("runs") / default
-    run_track(
-        preset, out, data_root=args.data_root, download=not args.offline, device=args.device,
-        reuse_study=args.reuse_study, progress=not args.no_progress, figures=not args.no_figures,
-    )
-    print(f"done: {out}  (dynamics.csv, kernels/, figures/)")
-    return 0
 
 
 if __name__ == "__main__":
