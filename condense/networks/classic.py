@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from condense.errors import ConfigError
-from condense.networks.common import Classifier, check_size, flat_dim, instance_norm, mnist_like
+from condense.networks.common import Classifier, check_size, flat_dim, instance_or_batch_norm, mnist_like
 
 __all__ = ["MLP", "LeNet", "AlexNet", "VGG11", "VGG11BN", "ResNet18", "ResNet18BN"]
 
@@ -126,8 +126,7 @@ class VGG11(Classifier):
     ) -> None:
         super().__init__()
         image_size = check_size(channels, num_classes, image_size)
-        if norm not in ("instance", "batch"):
-            raise ConfigError(f"VGG11 norm must be 'instance' or 'batch', got {norm!r}")
+        instance_or_batch_norm(norm, 1, "VGG11")  # check the choice before building anything
         layers: list[nn.Module] = []
         c = channels
         for i, v in enumerate(VGG11_CFG):
@@ -138,7 +137,7 @@ class VGG11(Classifier):
             padding = 3 if i == 0 and mnist_like(channels, image_size) else 1
             layers += [
                 nn.Conv2d(c, v, kernel_size=3, padding=padding),
-                instance_norm(v) if norm == "instance" else nn.BatchNorm2d(v),
+                instance_or_batch_norm(norm, v),
                 nn.ReLU(),
             ]
             c = v
@@ -169,7 +168,7 @@ class _BasicBlock(nn.Module):
         super().__init__()
 
         def make_norm(c: int) -> nn.Module:
-            return instance_norm(c) if norm == "instance" else nn.BatchNorm2d(c)
+            return instance_or_batch_norm(norm, c, "ResNet18")
 
         self.conv1 = nn.Conv2d(in_planes, planes, kernel_size=3, stride=stride, padding=1, bias=False)
         self.bn1 = make_norm(planes)
@@ -204,10 +203,9 @@ class ResNet18(Classifier):
     ) -> None:
         super().__init__()
         image_size = check_size(channels, num_classes, image_size)
-        if norm not in ("instance", "batch"):
-            raise ConfigError(f"ResNet18 norm must be 'instance' or 'batch', got {norm!r}")
+        instance_or_batch_norm(norm, 1, "ResNet18")  # check the choice before building anything
         self.conv1 = nn.Conv2d(channels, 64, kernel_size=3, stride=1, padding=1, bias=False)
-        self.bn1 = instance_norm(64) if norm == "instance" else nn.BatchNorm2d(64)
+        self.bn1 = instance_or_batch_norm(norm, 64)
         in_planes = 64
         stages = []
         for planes, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):

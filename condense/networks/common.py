@@ -39,6 +39,16 @@ def instance_norm(num_channels: int) -> nn.GroupNorm:
     return nn.GroupNorm(num_channels, num_channels, affine=True)
 
 
+def instance_or_batch_norm(norm: str, num_channels: int, network: str = "") -> nn.Module:
+    """``instance_norm(C)`` for ``norm='instance'``, ``BatchNorm2d(C)`` for ``norm='batch'`` (the
+    VGG/ResNet variants); a :class:`ConfigError` naming ``network`` otherwise."""
+    if norm == "instance":
+        return instance_norm(num_channels)
+    if norm == "batch":
+        return nn.BatchNorm2d(num_channels)
+    raise ConfigError(f"{network} norm must be 'instance' or 'batch', got {norm!r}")
+
+
 def flat_dim(features: nn.Module, channels: int, image_size: tuple[int, int], name: str) -> int:
     """Size of ``features(x).flatten(1)`` for one input image.
 
