@@ -125,6 +125,8 @@ def per_seed_table(out: Path, cells: Sequence[Cell], network: str = "convnet") -
             starts = [v[min(v)] for v in means.values() if min(v) == 0 and len(v) > 1]
             any_start |= bool(starts)
             last = {m: v[max(v)] for m, v in means.items() if (Path(out) / Cell(m, ipc, seed).name / "DONE").exists()}
+            if not last:
+                continue
             pairs = [f"{100 * (last[a] - last[b]):+.2f}" if a in last and b in last else "–" for a, b in (("dcc", "dc"), ("dsac", "dsa"))]
             rows.append(f"| {ipc} | {seed} | " + (f"{100 * statistics.fmean(starts):.2f}" if starts else "–") + " | "
                         + " | ".join(f"{100 * last[m]:.2f}" if m in last else "–" for m in methods) + " | " + " | ".join(pairs) + " |")
@@ -132,6 +134,13 @@ def per_seed_table(out: Path, cells: Sequence[Cell], network: str = "convnet") -
         return ""
     header = "| ipc | seed | iteration 0 (real init) | " + " | ".join(methods) + " | DCC − DC | DSAC − DSA |"
     return "\n".join([header, "|---" * (len(methods) + 5) + "|", *rows])
+
+
+def study_summary(out: Path, cells: Sequence[Cell], dataset_name: str, note: str = "") -> str:
+    """The Markdown of ``<out>/summary.md``: the summary table, the per-seed table and ``note``."""
+    seeds = per_seed_table(out, cells)
+    seeds = f"\nPer seed (mean over that seed's evaluation networks, %; the last evaluation of each method):\n\n{seeds}\n" if seeds else ""
+    return f"# Study {Path(out).name}: {dataset_name}\n\n{summary_table(out, cells)}\n{seeds}\n{note}\n"
 
 
 def finished_cells(out: Path) -> list[Cell]:
@@ -165,9 +174,12 @@ class CellSummary(PooledAccuracies):
 
 
 def summarise_cells(out: Path, cells: Sequence[Cell], network: str = "convnet") -> dict[tuple[str, int], CellSummary]:
-    """``{(method, ipc): CellSummary}`` of ``cells`` in ``out``, for the pairs with any finished evaluation."""
+    """``{(method, ipc): CellSummary}`` of the finished ``cells`` (with ``DONE``) in ``out``, for the
+    pairs with any evaluation."""
     grouped: dict[tuple[str, int], dict[int, list[float]]] = {}
     for c in cells:
+        if not (Path(out) / c.name / "DONE").exists():  # an unfinished cell's last evaluation is not its result
+            continue
         found = final_accuracies(Path(out) / c.name, network)
         if found:
             grouped.setdefault((c.method, c.ipc), {})[c.seed] = found
@@ -221,9 +233,7 @@ def run_study(
     table = summary_table(out, cells)
     if not current_world().is_main:
         return table
-    minutes = (time.perf_counter() - started) / 60
-    seeds = per_seed_table(out, cells)
-    seeds = f"\nPer seed (mean over that seed's evaluation networks, %; the last evaluation of each method):\n\n{seeds}\n" if seeds else ""
-    text = f"# Study {out.name}: {dataset.name}\n\n{table}\n{seeds}\nThis invocation took {minutes:.1f} min (cells finished earlier are not re-run).\n"
+    note = f"This invocation took {(time.perf_counter() - started) / 60:.1f} min (cells finished earlier are not re-run)."
+    text = study_summary(out, cells, dataset.name, note)
     atomic_write_bytes(out / "summary.md", text.encode())
     return table

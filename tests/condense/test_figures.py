@@ -146,3 +146,10 @@ def test_per_seed_table_shows_the_real_start_the_last_evaluation_and_dcc_minus_d
     assert lines[2] == "| 1 | 0 | 10.00 | 60.00 | 80.00 | +20.00 | – |"
     assert lines[3] == "| 1 | 1 | 10.00 | 60.00 | – | – | – |"
     assert per_seed_table(study, [Cell("random", 1, 0)]) == ""  # a baseline has no iteration-0 start to show
+
+
+def test_an_unfinished_cell_with_an_early_evaluation_is_not_in_the_summary(study):
+    from condense.study import Cell, summarise_cells
+
+    cells = [Cell("dcc", 1, 0), Cell("dcc", 1, 1)]  # seed 1 is unfinished, its last evaluation (0.2) is not a result
+    assert summarise_cells(study, cells)[("dcc", 1)].accuracies == (0.8, 0.8)
