@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from condense.figures.paper import PaperFigureConfig, make_paper_figures
+from condense.figures.paper import PARTS, PaperFigureConfig, make_paper_figures
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,7 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--results", default="results", help="committed results, searched first (default results)")
     parser.add_argument("--runs", default="runs", help="scratch runs, searched second; a missing ablation is run here (default runs)")
     parser.add_argument("--out", default="figures", help="output directory (default figures)")
-    parser.add_argument("--only", default="study,fine_grained,warmup", help="comma-separated subset of study,fine_grained,warmup")
+    parser.add_argument("--only", default=",".join(PARTS), help=f"comma-separated subset of {','.join(PARTS)}")
     parser.add_argument("--ablation-preset", default="fashion-mnist", help="warm-up ablation preset whose results are drawn (default fashion-mnist)")
     parser.add_argument("--ablation-when-missing", default=None, help="preset to run when those are missing (e.g. smoke; default the same)")
     parser.add_argument("--no-run", action="store_true", help="never run anything; missing inputs give a note")
@@ -42,9 +42,9 @@ def _figures_command(args: argparse.Namespace) -> int:
     from condense.errors import ConfigError
 
     only = tuple(s.strip() for s in args.only.split(",") if s.strip())
-    unknown = sorted(set(only) - {"study", "fine_grained", "warmup"})
+    unknown = sorted(set(only) - set(PARTS))
     if unknown:
-        raise ConfigError(f"--only: unknown parts {unknown}; choose from study, fine_grained, warmup")
+        raise ConfigError(f"--only: unknown parts {unknown}; choose from {', '.join(PARTS)}")
     config = PaperFigureConfig(
         results=Path(args.results), runs=None if args.stored_only else Path(args.runs), out=Path(args.out), ablation_preset=args.ablation_preset,
         ablation_when_missing=args.ablation_when_missing, run_missing=not args.no_run,

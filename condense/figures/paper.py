@@ -13,11 +13,13 @@ output (``<out>/``)               what                                          
 ``study.{pdf,png}``               benchmark bars, mean ± std per method × ipc     ``<study>/*/metrics.jsonl``
 ``fine_grained.{pdf,png}``        the same on the fine-grained task               ``<fine_grained>/``
 ``fine_grained_images_ipc<N>``    its DC vs DCC images                            ``<fine_grained>/``
+``<study>_images_ipc<N>``,        the studies at the paper's loop sizes (issue 12)  ``<paper_loops>/``
+``<study>.{pdf,png}``
 ``warmup_ablation.{pdf,png}``     DCC with / without outer and inner warm-up      ``warmup-ablation-<preset>/``
 ``paper_figures.md``              the tables and notes                            all of the above
 ================================  ==============================================  ==========================
 
-Panels from a reduced (quick) budget say so in their titles. The kernel-velocity figures are
+Panels from a reduced budget say so in their titles. The kernel-velocity figures are
 drawn by :mod:`dynamics.figures` (``condense`` never imports ``dynamics``).
 """
 
@@ -38,7 +40,7 @@ from condense.warmup_ablation import describe, get_ablation_preset, read_warmup_
 
 log = logging.getLogger("condense.figures")
 
-__all__ = ["PaperFigureConfig", "FigureReport", "find_input", "make_paper_figures"]
+__all__ = ["PaperFigureConfig", "FigureReport", "find_input", "make_paper_figures", "PARTS"]
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,8 @@ class PaperFigureConfig:
         out: where figures go.
         study: the study directory name of the benchmark (under ``results``/``runs``).
         fine_grained: the study directory name of the fine-grained comparison.
+        paper_loops: study directory names at the paper's loop sizes (``make studies-paper-loops``);
+            each is drawn like the others, its files named after it without ``study-``.
         grid_methods, grid_ipcs, grid_seed: which synthetic sets the image grids show.
         ablation_preset: the :data:`~condense.warmup_ablation.ABLATION_PRESETS` entry whose stored
             results ``warmup-ablation-<preset>`` are drawn.
@@ -66,6 +70,7 @@ class PaperFigureConfig:
     out: Path = Path("figures")
     study: str = "study-fashion-mnist"
     fine_grained: str = "study-fashion-mnist-upper"
+    paper_loops: tuple[str, ...] = ("study-fashion-mnist-40it", "study-fashion-mnist-upper-paper-loops")
     grid_methods: tuple[str, ...] = ("dc", "dcc")
     grid_ipcs: tuple[int, ...] = (1, 10)
     grid_seed: int = 0
@@ -108,13 +113,14 @@ def _searched(config: PaperFigureConfig) -> str:
     return f"{config.results}/" + (f" or {config.runs}/" if config.runs is not None else "")
 
 
-def _study_figures(config: PaperFigureConfig, report: FigureReport, name: str, stem: str, title: str) -> StudyResults | None:
+def _study_figures(config: PaperFigureConfig, report: FigureReport, name: str, stem: str, title: str, how: str = "") -> StudyResults | None:
+    """Chart, table and DC-vs-DCC image grids of one study directory (``how``: how to produce it when missing)."""
     directory, note = find_input(config, name)
     if directory is None:
         dataset = name.removeprefix("study-")
-        report.notes.append(f"{title}: no {name} under {_searched(config)}; produce it with `python -m condense study --dataset {dataset} "
-                            f"--methods random,dc,dcc,dsa,dsac --ipc 1,10 --seeds 0,1,2 --out runs/{name}` (see docs/results.md), "
-                            f"copy it to {config.results}/ and rerun")
+        how = how or (f"`python -m condense study --dataset {dataset} --methods random,dc,dcc,dsa,dsac --ipc 1,10 --seeds 0,1,2 "
+                      f"--out runs/{name}` (see docs/results.md), copy it to {config.results}/ and rerun")
+        report.notes.append(f"{title}: no {name} under {_searched(config)}; produce it with {how}")
         return None
     try:
         results = read_study(directory)
@@ -128,7 +134,7 @@ def _study_figures(config: PaperFigureConfig, report: FigureReport, name: str, s
     budget = budget_note(results)
     report.tables[label] = results.table + (f"\n\nTest accuracy (%), mean ± std over networks × seeds; {budget}." if budget else "")
     prefix = "" if stem == "study" else f"{stem}_"
-    for ipc in config.grid_ipcs:
+    for ipc in (i for i in config.grid_ipcs if i in results.ipcs):
         sets = {}
         for method in config.grid_methods:
             cell = directory / f"{method}-ipc{ipc}-seed{config.grid_seed}"
@@ -140,7 +146,7 @@ def _study_figures(config: PaperFigureConfig, report: FigureReport, name: str, s
                                 f"have a finished seed-{config.grid_seed} set in {directory}")
             continue
         iterations = {s.iteration for s in sets.values()}
-        reduced = f"\nreduced (quick) budget: {max(iterations)} iterations (paper 1000)" if max(iterations) < 1000 else ""
+        reduced = f"\nreduced budget: {max(iterations)} iterations (paper 1000)" if max(iterations) < 1000 else ""
         grid_title = f"{directory.name}, ipc {ipc}, seed {config.grid_seed}{reduced}"
         report.written += synthetic_set_comparison(sets, title=grid_title, out=config.out, stem=f"{prefix}images_ipc{ipc}", formats=config.formats)[1]
     return results
@@ -169,7 +175,10 @@ def _warmup_figures(config: PaperFigureConfig, report: FigureReport) -> None:
     report.tables[f"Warm-up ablation ({directory.name})"] = describe(results) + f"\n\n{ablation_note(directory)}."
 
 
-def make_paper_figures(config: PaperFigureConfig = PaperFigureConfig(), only: Sequence[str] = ("study", "fine_grained", "warmup")) -> FigureReport:
+PARTS: tuple[str, ...] = ("study", "fine_grained", "paper_loops", "warmup")
+
+
+def make_paper_figures(config: PaperFigureConfig = PaperFigureConfig(), only: Sequence[str] = PARTS) -> FigureReport:
     """Draw every figure named in ``only`` into ``config.out`` and write ``paper_figures.md`` there."""
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -178,6 +187,10 @@ def make_paper_figures(config: PaperFigureConfig = PaperFigureConfig(), only: Se
         _study_figures(config, report, config.study, "study", "benchmark")
     if "fine_grained" in only:
         _study_figures(config, report, config.fine_grained, "fine_grained", "fine-grained")
+    if "paper_loops" in only:
+        for name in config.paper_loops:
+            _study_figures(config, report, name, name.removeprefix("study-"), f"paper loop sizes, {name.removeprefix('study-')}",
+                           how="`make studies-paper-loops` (resumable; hours on a CPU, docs/results.md)")
     if "warmup" in only:
         _warmup_figures(config, report)
     index = out / "paper_figures.md"

@@ -29,7 +29,7 @@ def ablation_note(directory: str | Path) -> str:
     record = json.loads(path.read_text())
     preset = record["preset"]
     config = next(iter(record["configs"].values()))
-    budget = "reduced (quick) budget, " if preset.get("reduced", True) else ""
+    budget = "reduced budget, " if preset.get("reduced", True) else ""
     return (f"{budget}preset {preset['name']}: {config['dataset']} ipc {config['ipc']}, {config['init']} init, "
             f"{config['iterations']} iterations (paper 1000), {config['network']}")
 

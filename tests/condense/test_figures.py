@@ -63,7 +63,7 @@ def test_paper_figures_from_a_hand_made_results_dir(study, tmp_path):
         for ext in ("pdf", "png"):
             assert (out / f"{stem}.{ext}").stat().st_size > 1000, (stem, ext)
     index = (out / "paper_figures.md").read_text()
-    assert "60.0 ± 8.2" in index and "reduced (quick) budget: ipc 1 15 iterations (paper 1000)" in index
+    assert "60.0 ± 8.2" in index and "reduced budget: ipc 1 15 iterations (paper 1000)" in index
     # the missing inputs give notes that say what to run, and nothing is drawn for them
     assert any("study-fashion-mnist-upper" in n and "python -m condense study" in n for n in report.notes)
     assert any("warm-up ablation" in n and "warmup-ablation-fashion-mnist" in n for n in report.notes)
@@ -89,10 +89,10 @@ def test_empty_study_dir_is_a_one_line_error(tmp_path):
 def test_cli_reports_missing_inputs_and_rejects_unknown_parts(tmp_path, capsys):
     assert main(["--results", str(tmp_path / "r"), "--runs", str(tmp_path / "s"), "--out", str(tmp_path / "o"), "--no-run"]) == 0
     printed = capsys.readouterr().out
-    assert printed.count("note:") == 3 and str(tmp_path / "o" / "paper_figures.md") in printed
+    assert printed.count("note:") == 5 and str(tmp_path / "o" / "paper_figures.md") in printed
     assert main(["--results", str(tmp_path / "r"), "--out", str(tmp_path / "o"), "--stored-only"]) == 0
     printed = capsys.readouterr().out
-    assert printed.count("note:") == 3 and "--stored-only" not in printed and "under " + str(tmp_path / "r") + "/;" in printed
+    assert printed.count("note:") == 5 and "--stored-only" not in printed and "under " + str(tmp_path / "r") + "/;" in printed
     assert main(["--only", "study,bogus", "--out", str(tmp_path / "o")]) == 2
     assert "unknown parts ['bogus']" in capsys.readouterr().err
 
@@ -153,3 +153,8 @@ def test_an_unfinished_cell_with_an_early_evaluation_is_not_in_the_summary(study
 
     cells = [Cell("dcc", 1, 0), Cell("dcc", 1, 1)]  # seed 1 is unfinished, its last evaluation (0.2) is not a result
     assert summarise_cells(study, cells)[("dcc", 1)].accuracies == (0.8, 0.8)
+
+
+def test_study_start_is_the_iteration_0_mean_of_finished_condensation_cells(study):
+    # every finished condensation cell of the fixture was evaluated at 0 (0.1) and later; the baseline is not counted
+    assert read_study(study).starts == {1: pytest.approx(0.1)}
