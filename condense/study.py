@@ -94,19 +94,25 @@ def _write_baseline_cell(cell: Cell, config: CondenseConfig, chosen, results: di
     (run_dir / "DONE").write_text("0\n")
 
 
+def evaluation_accuracies(run_dir: Path, network: str = "convnet") -> dict[int, list[float]]:
+    """``{iteration: accuracies of every evaluation network of ``network`` at that iteration}``
+    recorded in a run directory's metrics.jsonl, in iteration order."""
+    found: dict[int, list[float]] = {}
+    for r in MetricsLog(run_dir / "metrics.jsonl").read():
+        if r.get("event") == "evaluation" and r.get("network") == network:
+            found.setdefault(r["iteration"], []).extend(r["accuracies"])
+    return dict(sorted(found.items()))
+
+
 def final_accuracies(run_dir: Path, network: str = "convnet") -> list[float]:
     """Accuracies of the last evaluation of ``network`` recorded in a run directory."""
-    evaluations = [r for r in MetricsLog(run_dir / "metrics.jsonl").read() if r.get("event") == "evaluation" and r.get("network") == network]
-    if not evaluations:
-        return []
-    last = max(r["iteration"] for r in evaluations)
-    return [a for r in evaluations if r["iteration"] == last for a in r["accuracies"]]
+    found = evaluation_accuracies(run_dir, network)
+    return found[max(found)] if found else []
 
 
 def evaluation_means(run_dir: Path, network: str = "convnet") -> dict[int, float]:
     """``{iteration: mean accuracy over that evaluation's networks}`` recorded in a run directory."""
-    evaluations = [r for r in MetricsLog(run_dir / "metrics.jsonl").read() if r.get("event") == "evaluation" and r.get("network") == network]
-    return {r["iteration"]: mean_std(r["accuracies"])[0] for r in sorted(evaluations, key=lambda r: r["iteration"])}
+    return {it: mean_std(accs)[0] for it, accs in evaluation_accuracies(run_dir, network).items()}
 
 
 def per_seed_table(out: Path, cells: Sequence[Cell], network: str = "convnet") -> str:
