@@ -19,14 +19,13 @@ the two methods share.
 
 from __future__ import annotations
 
-import math
-import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 
 from condense.errors import CondenseError
+from condense.evaluation import mean_std
 from dynamics.velocity import kernel_distance, kernel_velocity
 
 __all__ = ["ReferenceGap", "reference_gaps", "run_reference_gaps", "distance_to_reference_rows", "reference_table", "paired_difference"]
@@ -133,10 +132,9 @@ def paired_difference(gaps: Sequence[ReferenceGap], better: str, worse: str, mea
 
 
 def _mean_std(values: Sequence[float]) -> str:
-    if not values:
-        return "–"
-    std = statistics.pstdev(values) if len(values) > 1 else math.nan
-    return f"{statistics.fmean(values):.4f}" + (f" ± {std:.4f}" if math.isfinite(std) else "")
+    """``mean ± population std`` (the mean alone for one value)."""
+    mean, std = mean_std(values)
+    return f"{mean:.4f}" + (f" ± {std:.4f}" if len(values) > 1 else "")
 
 
 def reference_table(gaps: Sequence[ReferenceGap]) -> str:
