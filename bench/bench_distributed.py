@@ -15,13 +15,22 @@ the benchmark's own processes spent per iteration (all threads, all ranks), the 
 on the machine during the timed iterations (busy cores from ``/proc/stat`` minus the benchmark's
 own processes), and how far the two synthetic sets are apart afterwards (the same draws: DC is
 exact, DCC differs by float rounding, see ``tests/condense/test_distributed.py``). Passes run eager
-(``compile="off"``) unless ``--compile auto``, which warms up with a 2-step iteration instead.
+(``compile="off"``) unless ``--compile auto``, which warms up with a 2-step iteration instead;
+``--real-grad-dtype bfloat16`` computes the real gradients under bf16 autocast.
+
+``--reference`` adds, first and in the same run, the authors'-style loop (``bench/reference_dc.py``,
+eager fp32) in one process with as many threads as the single-process setting: the baseline of
+issue 9's speed targets, so that "what does this machine gain over the original code" is one
+table — compiled passes and one-thread ranks together, side by side with the loop they replace.
 
 Usage::
 
     python bench/bench_distributed.py --quick                  # smoke run: 2 matching steps, real batch 64
     python bench/bench_distributed.py --out report.md          # the three cases at the paper's loop sizes
     python bench/bench_distributed.py --cases dcc-ipc1 --iterations 2
+    python bench/bench_distributed.py --reference --compile auto --cases dc-ipc1 dcc-ipc10   # the whole machine vs the original loop
+    python bench/bench_distributed.py --dry --reference        # seconds: sklearn digits, tiny network (the test suite runs it)
+    python bench/bench_distributed.py --reference --json records.json   # also one record per (case, setting)
 
 (``--rank-worker`` is how the script runs itself under torchrun; not for direct use.)
 """
@@ -44,7 +53,8 @@ for path in (HERE, HERE.parent):
 
 import torch  # noqa: E402
 
-from bench_synthesis import cpu_seconds, other_load, peak_rss_mib, reset_peak_rss, warm_up  # noqa: E402
+from bench_synthesis import DRY as DRY_SETTINGS  # noqa: E402
+from bench_synthesis import cpu_seconds, peak_rss_mib, reset_peak_rss, warm_up  # noqa: E402
 from machine import describe_machine  # noqa: E402  (bench/machine.py)
 
 from condense.config import CondenseConfig  # noqa: E402
@@ -53,36 +63,51 @@ DATASET = "fashion-mnist"
 #: name -> (method, ipc)
 CASES: dict[str, tuple[str, int]] = {"dc-ipc1": ("dc", 1), "dcc-ipc1": ("dcc", 1), "dcc-ipc10": ("dcc", 10)}
 QUICK = dict(matching_steps=2, network_epochs=2, real_batch=64)
+#: --dry: seconds on any machine (as bench_synthesis.py's dry mode)
+DRY = dict(dataset=DRY_SETTINGS["dataset"], network=DRY_SETTINGS["network"], real_batch=DRY_SETTINGS["real_batch"], **DRY_SETTINGS["loop"])
 RANKS = 2
+#: threads of the single process (and of the reference loop); each rank has one
+SINGLE_THREADS = 2
 
 
-def case_config(case: str, quick: bool, compile_mode: str) -> CondenseConfig:
+def case_config(case: str, args: argparse.Namespace) -> CondenseConfig:
     method, ipc = CASES[case]
-    config = CondenseConfig(dataset=DATASET, method=method, ipc=ipc, real_batch=256, outer_warmup=0, inner_warmup=0, compile=compile_mode)
-    return config.replace(**QUICK) if quick else config
+    config = CondenseConfig(dataset=DATASET, method=method, ipc=ipc, real_batch=256, outer_warmup=0, inner_warmup=0,
+                            compile=args.compile, real_grad_dtype=args.real_grad_dtype)
+    if args.dry:
+        return config.replace(**DRY)
+    return config.replace(**QUICK) if args.quick else config
 
 
-def measure(case: str, quick: bool, compile_mode: str, iterations: int, threads: int, out: Path) -> None:
+def measure(case: str, args: argparse.Namespace, out: Path) -> None:
     """One setting of one case in this process (one rank under torchrun); rank 0 writes ``out`` (JSON + tensor)."""
     from condense.data import load_dataset
-    from condense.distributed import all_reduce_sum_, barrier, current_world, gather_indexed, init_distributed
+    from condense.distributed import all_reduce_sum_, barrier, gather_indexed, init_distributed
     from condense.synthesis import Condenser
 
-    torch.set_num_threads(threads)
+    torch.set_num_threads(args.threads)
     world = init_distributed("cpu")
-    config = case_config(case, quick, compile_mode)
-    dataset = load_dataset(DATASET)
-    condenser = Condenser(config, dataset, device="cpu")
-    if compile_mode == "off":
-        warm_up(config, condenser.image_shape, condenser.num_classes, bf16=False)
-    else:  # compile every pass shape of the case once (compiled passes are cached per kind and shape)
-        Condenser(config.replace(matching_steps=2, network_epochs=1, seed=999), dataset, device="cpu").run_iteration()
+    config = case_config(case, args)
+    dataset = load_dataset(config.dataset, download=False)
+    if args.implementation == "reference":
+        from reference_dc import ReferenceCondenser
+
+        runner = ReferenceCondenser(config, dataset, device="cpu")
+        run_iteration, synthetic = runner.run_iteration, lambda: runner.synthetic
+        warm_up(config, runner.shape, runner.num_classes, bf16=False)
+    else:
+        condenser = Condenser(config, dataset, device="cpu")
+        run_iteration, synthetic = (lambda: condenser.run_iteration().loss), (lambda: condenser.synthetic)
+        if args.compile == "off":
+            warm_up(config, condenser.image_shape, condenser.num_classes, bf16=config.real_grad_dtype == "bfloat16")
+        else:  # compile every pass shape of the case once (compiled passes are cached per kind and shape)
+            Condenser(config.replace(matching_steps=2, network_epochs=1, seed=999), dataset, device="cpu").run_iteration()
     all_reduce_sum_([torch.zeros(400_000)])  # gloo connections up before the clock starts
     barrier()
     rss_start, _ = reset_peak_rss()
     before = cpu_seconds()
     started = time.perf_counter()
-    losses = [condenser.run_iteration().loss for _ in range(iterations)]
+    losses = [run_iteration() for _ in range(args.iterations)]
     barrier()
     wall = time.perf_counter() - started
     after = cpu_seconds()
@@ -93,18 +118,20 @@ def measure(case: str, quick: bool, compile_mode: str, iterations: int, threads:
         own = sum(r["own_cpu_s"] or 0.0 for r in ranks)
         busy = ranks[0]["machine_busy_s"]
         summary = {
-            "case": case, "ranks": world.size, "threads": threads, "seconds_per_iteration": wall / iterations, "losses": losses,
-            "per_rank": ranks, "other_load": None if busy is None else max(0.0, busy - own) / wall, "cpu_seconds_per_iteration": own / iterations,
+            "case": case, "implementation": args.implementation, "ranks": world.size, "threads": args.threads,
+            "seconds_per_iteration": wall / args.iterations, "losses": losses,
+            "per_rank": ranks, "other_load": None if busy is None else max(0.0, busy - own) / wall, "cpu_seconds_per_iteration": own / args.iterations,
         }
         out.write_text(json.dumps(summary, indent=2))
-        torch.save(condenser.synthetic.detach().clone(), out.with_suffix(".pt"))
+        torch.save(synthetic().detach().clone(), out.with_suffix(".pt"))
 
 
-def run_setting(case: str, ranks: int, threads: int, args: argparse.Namespace, work: Path) -> tuple[dict, torch.Tensor]:
-    out = work / f"{case}-{ranks}x{threads}.json"
-    worker = [str(Path(__file__).resolve()), "--rank-worker", case, str(out), "--threads", str(threads), "--iterations", str(args.iterations), "--compile", args.compile]
-    if args.quick:
-        worker.append("--quick")
+def run_setting(case: str, ranks: int, threads: int, args: argparse.Namespace, work: Path, implementation: str = "package") -> tuple[dict, torch.Tensor]:
+    """Run one setting in fresh process(es): ``ranks`` = 1 is a plain process, more go through torchrun."""
+    out = work / f"{case}-{implementation}-{ranks}x{threads}.json"
+    worker = [str(Path(__file__).resolve()), "--rank-worker", case, str(out), "--threads", str(threads), "--iterations", str(args.iterations),
+              "--compile", args.compile, "--real-grad-dtype", args.real_grad_dtype, "--implementation", implementation]
+    worker += [flag for flag, on in (("--quick", args.quick), ("--dry", args.dry)) if on]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     if ranks == 1:
         command = [sys.executable, *worker]
@@ -116,34 +143,79 @@ def run_setting(case: str, ranks: int, threads: int, args: argparse.Namespace, w
     return json.loads(out.read_text()), torch.load(out.with_suffix(".pt"), weights_only=True)
 
 
-def report(args: argparse.Namespace) -> str:
+def _setting_label(args: argparse.Namespace) -> str:
+    passes = "compiled" if args.compile != "off" else "eager"
+    return passes + (", bf16 real gradients" if args.real_grad_dtype == "bfloat16" else "")
+
+
+def _record(case: str, setting: str, result: dict, images: torch.Tensor, baseline: dict[str, torch.Tensor]) -> dict:
+    """One machine-readable row: a setting's timing and how far its S is from each baseline's."""
+    return {
+        "case": case, "setting": setting, "ranks": result["ranks"], "threads": result["threads"],
+        "seconds_per_iteration": result["seconds_per_iteration"], "cpu_seconds_per_iteration": result["cpu_seconds_per_iteration"],
+        "peak_rss_mib": [r["peak_rss_mib"] for r in result["per_rank"]], "other_load": result["other_load"],
+        **{f"max_abs_diff_vs_{name}": (images - other).abs().max().item() for name, other in baseline.items()},
+    }
+
+
+def report(args: argparse.Namespace) -> tuple[str, list[dict]]:
+    """Run every case's settings side by side; the Markdown report and one record per (case, setting)."""
     machine = describe_machine()
+    loop = "dry loop (sklearn digits, ConvNet-w32, K=2, T=1, real batch 8)" if args.dry else (
+        "quick loop (K=2, T=2), real batch 64" if args.quick else "the paper loop sizes (ipc 1: K=10, T=5; ipc 10: K=10, T=50), real batch 256")
+    single = f"1 process x {SINGLE_THREADS} threads"
+    ranks = f"{RANKS} ranks x 1 thread"
+    header = ["case"]
+    if args.reference:
+        header += [f"reference ({single}): s/it"]
+    header += [f"{single}: s/it", f"{ranks}: s/it", "ranks vs 1 process"]
+    if args.reference:
+        header += ["1 process vs reference", "ranks vs reference"]
+    header += ["CPU s/it (1 process / ranks)", "peak RSS MiB (1 process)", "peak RSS MiB per rank", "other load (cores, 1 process / ranks)", "max abs diff of S (ranks vs 1 process)"]
+    if args.reference:
+        header += ["max abs diff of S (1 process vs reference)"]
     lines = [
-        f"# Class-parallel condensation: 1 process x 2 threads vs {RANKS} torchrun ranks x 1 thread",
+        f"# Class-parallel condensation: {single} vs {ranks}" + (", against the authors'-style loop" if args.reference else ""),
         "",
-        f"Machine: {machine}. Fashion-MNIST, real batch {QUICK['real_batch'] if args.quick else 256}, "
-        f"{'quick loop (K=2, T=2)' if args.quick else 'the paper loop sizes (ipc 1: K=10, T=5; ipc 10: K=10, T=50)'}, "
-        f"{args.iterations} timed iteration(s), compile={args.compile}, DCC contrastive throughout.",
+        f"Machine: {machine}. {loop}, {args.iterations} timed iteration(s), package passes {_setting_label(args)} "
+        f"(compile={args.compile}), DCC contrastive throughout." + (" Reference: eager fp32, authors'-style loop." if args.reference else ""),
         "",
-        "| case | 1 process x 2 threads: s/it | 2 ranks x 1 thread: s/it | speed-up | CPU s/it (1 process / 2 ranks) | peak RSS MiB (1 process) | peak RSS MiB per rank | other load (cores) | max abs diff of S |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| " + " | ".join(header) + " |",
+        "|---|" + "---:|" * (len(header) - 1),
     ]
+    records: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         for case in args.cases:
-            single, s_images = run_setting(case, 1, 2, args, work)
+            if args.reference:
+                reference, r_images = run_setting(case, 1, SINGLE_THREADS, args, work, implementation="reference")
+            one, s_images = run_setting(case, 1, SINGLE_THREADS, args, work)
             dist, d_images = run_setting(case, RANKS, 1, args, work)
-            speedup = single["seconds_per_iteration"] / dist["seconds_per_iteration"]
-            peaks = " / ".join(f"{r['peak_rss_mib']:.0f}" for r in dist["per_rank"])
-            load = " / ".join("–" if r["other_load"] is None else f"{r['other_load']:.2f}" for r in (single, dist))
-            lines.append(
-                f"| {case} | {single['seconds_per_iteration']:.1f} | {dist['seconds_per_iteration']:.1f} | {speedup:.2f}x | "
-                f"{single['cpu_seconds_per_iteration']:.0f} / {dist['cpu_seconds_per_iteration']:.0f} | "
-                f"{single['per_rank'][0]['peak_rss_mib']:.0f} | {peaks} | {load} | {(s_images - d_images).abs().max().item():.1e} |"
-            )
+            t_one, t_dist = one["seconds_per_iteration"], dist["seconds_per_iteration"]
+            row = [case]
+            if args.reference:
+                row.append(f"{reference['seconds_per_iteration']:.1f}")
+            row += [f"{t_one:.1f}", f"{t_dist:.1f}", f"{t_one / t_dist:.2f}x"]
+            if args.reference:
+                t_ref = reference["seconds_per_iteration"]
+                row += [f"{t_ref / t_one:.2f}x", f"**{t_ref / t_dist:.2f}x**"]
+            row += [
+                f"{one['cpu_seconds_per_iteration']:.0f} / {dist['cpu_seconds_per_iteration']:.0f}",
+                f"{one['per_rank'][0]['peak_rss_mib']:.0f}",
+                " / ".join(f"{r['peak_rss_mib']:.0f}" for r in dist["per_rank"]),
+                " / ".join("–" if r["other_load"] is None else f"{r['other_load']:.2f}" for r in (one, dist)),
+                f"{(s_images - d_images).abs().max().item():.1e}",
+            ]
+            if args.reference:
+                row.append(f"{(r_images - s_images).abs().max().item():.1e}")
+                records.append(_record(case, "reference", reference, r_images, {}))
+            baseline = {"reference": r_images} if args.reference else {}
+            records.append(_record(case, "one-process", one, s_images, baseline))
+            records.append(_record(case, "ranks", dist, d_images, {**baseline, "one_process": s_images}))
+            lines.append("| " + " | ".join(row) + " |")
             print(lines[-1], flush=True)
     lines += ["", f"load average at the end: {' / '.join(f'{x:.2f}' for x in os.getloadavg())}"]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n", records
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -151,19 +223,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
     parser.add_argument("--iterations", type=int, default=1)
     parser.add_argument("--quick", action="store_true", help="2 matching steps, 2 network epochs, real batch 64")
+    parser.add_argument("--dry", action="store_true", help="seconds on any machine: sklearn digits, a small ConvNet, K=2, T=1, real batch 8")
     parser.add_argument("--compile", choices=["off", "auto", "on"], default="off")
+    parser.add_argument("--real-grad-dtype", choices=["float32", "bfloat16"], default="float32")
+    parser.add_argument("--reference", action="store_true", help="also time the authors'-style loop (eager fp32, one process) as the baseline")
     parser.add_argument("--out", default=None, help="also write the Markdown report here")
+    parser.add_argument("--json", default=None, help="also write one record per (case, setting: reference, one-process, ranks) here")
     parser.add_argument("--rank-worker", nargs=2, metavar=("CASE", "OUT"), help=argparse.SUPPRESS)
     parser.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--implementation", choices=["package", "reference"], default="package", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.rank_worker:
         case, out = args.rank_worker
-        measure(case, args.quick, args.compile, args.iterations, args.threads, Path(out))
+        measure(case, args, Path(out))
         return 0
-    text = report(args)
+    text, records = report(args)
     print(text)
     if args.out:
         Path(args.out).write_text(text)
+    if args.json:
+        Path(args.json).write_text(json.dumps(records, indent=2))
     return 0
 
 
