@@ -1,7 +1,7 @@
 """How far condensation moved a synthetic set from the images it started from.
 
 A run with real initialisation starts from ``ipc`` random real images per class
-(:func:`condense.synthesis.initial_synthetic_images`, drawn from the run's seed), so the start can
+(:func:`condense.sampling.initial_synthetic_images`, drawn from the run's seed), so the start can
 be rebuilt exactly from the stored config. Two numbers per set, in normalised pixel units:
 
 - relative displacement: mean over images of ``‖S_i − S⁰_i‖₂ / ‖S⁰_i‖₂``;
@@ -29,7 +29,7 @@ from condense.artifacts import SyntheticSet, find_synthetic_file
 from condense.config import CondenseConfig
 from condense.data import ImageDataset
 from condense.errors import ConfigError
-from condense.synthesis import ClassSampler, initial_synthetic_images
+from condense.sampling import ClassSampler, initial_synthetic_images
 
 __all__ = ["ImageMotion", "total_variation", "relative_displacement", "image_motion"]
 
