@@ -67,7 +67,7 @@ study: setup data
 
 # Issue 12's studies at the paper's loop sizes (fp32, real batch 256, 3 seeds; docs/results.md):
 # each as two one-thread shards, then the kernels of its sets. Resumable: rerun to continue, finished
-# cells and tracked units are skipped. Hours on 2 CPU cores (upper ≈ 2.8 h, 40it ≈ 3.5 h, each track ≈ 25 min).
+# cells and tracked units are skipped. Hours on 2 CPU cores (upper ≈ 2.8 h, 40it ≈ 3 h, each track 25–35 min).
 STUDY_UPPER := study --dataset fashion-mnist-upper --methods dc,dcc --ipc 10 --seeds 0,1,2 --preset-prefix '' \
 	--set iterations=20 --set outer_warmup=5 --set eval_at=0,20 --set evaluation.num_networks=5 --set checkpoint_every=1 \
 	--offline --out results/study-fashion-mnist-upper-paper-loops
