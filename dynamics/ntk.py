@@ -204,7 +204,9 @@ def _tiled_kernel(
     """Fill the kernel tile by tile; ``block((side, slice), (side, slice))`` returns one block.
 
     Row tiles come from x1 (side 1) and column tiles from x2 (side 2, or side 1 when symmetric).
-    Symmetric: only blocks j ≥ i are computed, in descending j so the Jacobian cache is reused.
+    Symmetric: only blocks j ≥ i are computed, in descending j so the Jacobian cache is reused;
+    the rest are mirrored and the diagonal blocks averaged with their transpose, so that the kernel
+    is exactly symmetric on every CPU and GPU.
     General: columns alternate direction between rows (snake order) for the same reason.
     """
     out = torch.empty(out_shape, dtype=dtype, device=x1.device)
@@ -218,6 +220,8 @@ def _tiled_kernel(
         for j in order:
             cj = cols[j]
             blk = block((1, ri), (1 if symmetric else 2, cj))
+            if symmetric and j == i:  # J Jᵀ need not be bitwise symmetric (BLAS blocking differs by CPU)
+                blk = 0.5 * (blk + _transpose_block(blk, mode))
             out[ri, cj] = blk
             if symmetric and j != i:
                 out[cj, ri] = _transpose_block(blk, mode)
