@@ -130,13 +130,13 @@ def cmd_study(args: argparse.Namespace) -> int:
     from condense.artifacts import prepare_output_dir
     from condense.study import run_study
 
-    prepare_output_dir(args.out)
+    shard = _study_shard(args.shard)  # bad input fails here, before anything is written
     dataset = _load(args.dataset, args)
+    prepare_output_dir(args.out)
     table = run_study(
         dataset, args.out, methods=args.methods.split(","), ipcs=[int(i) for i in args.ipc.split(",")],
         seeds=[int(s) for s in args.seeds.split(",")], preset_prefix=args.preset_prefix,
-        overrides=_overrides(args), device=args.device, progress=not args.no_progress,
-        shard=_study_shard(args.shard),
+        overrides=_overrides(args), device=args.device, progress=not args.no_progress, shard=shard,
     )
     print(f"\nConvNet test accuracy (%), {dataset.name}, presets {args.preset_prefix}*:\n")
     print(table)

@@ -44,9 +44,11 @@ def test_run_then_evaluate_the_saved_set(tmp_path, capsys):
         (["evaluate", "missing.pt"], "no synthetic set"),
     ],
 )
-def test_bad_input_gives_one_line_errors(capsys, tmp_path, argv, fragment):
+def test_bad_input_gives_one_line_errors(capsys, tmp_path, monkeypatch, argv, fragment):
+    monkeypatch.chdir(tmp_path)
     argv = [*argv, "--offline", "--data-root", str(tmp_path)] if argv[0] != "study" else argv
     assert fragment in one_line_error(capsys, argv)
+    assert not (tmp_path / "x").exists()  # a refused command leaves no output directory behind
 
 
 def test_listing_commands(capsys):
