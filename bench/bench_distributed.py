@@ -204,32 +204,27 @@ def report(args: argparse.Namespace) -> tuple[str, list[dict]]:
         work = Path(tmp)
         for case in args.cases:
             runs = _fastest_of(case, settings, args, work)
-            one, s_images = runs["one-process"]
-            dist, d_images = runs["ranks"]
-            if args.reference:
-                reference, r_images = runs["reference"]
+            baseline = {"reference": runs["reference"][1]} if args.reference else {}
+            case_records = {"reference": _record(case, "reference", *runs["reference"], {})} if args.reference else {}
+            case_records["one-process"] = _record(case, "one-process", *runs["one-process"], baseline)
+            case_records["ranks"] = _record(case, "ranks", *runs["ranks"], {**baseline, "one_process": runs["one-process"][1]})
+            records += case_records.values()
+            one, dist = runs["one-process"][0], runs["ranks"][0]
+            timed_runs = [runs[name][0] for name in case_records]  # (reference,) 1 process, ranks
             t_one, t_dist = one["seconds_per_iteration"], dist["seconds_per_iteration"]
-            row = [case]
+            row = [case, *(f"{r['seconds_per_iteration']:.1f}" for r in timed_runs), f"{t_one / t_dist:.2f}x"]
             if args.reference:
-                row.append(f"{reference['seconds_per_iteration']:.1f}")
-            row += [f"{t_one:.1f}", f"{t_dist:.1f}", f"{t_one / t_dist:.2f}x"]
-            if args.reference:
-                t_ref = reference["seconds_per_iteration"]
+                t_ref = timed_runs[0]["seconds_per_iteration"]
                 row += [f"{t_ref / t_one:.2f}x", f"**{t_ref / t_dist:.2f}x**"]
-            timed_runs = [reference, one, dist] if args.reference else [one, dist]
             row += [
                 " / ".join(f"{r['cpu_seconds_per_iteration']:.0f}" for r in timed_runs),
                 f"{one['per_rank'][0]['peak_rss_mib']:.0f}",
                 " / ".join(f"{r['peak_rss_mib']:.0f}" for r in dist["per_rank"]),
                 " / ".join("–" if r["other_load"] is None else f"{r['other_load']:.2f}" for r in timed_runs),
-                f"{(s_images - d_images).abs().max().item():.1e}",
+                f"{case_records['ranks']['max_abs_diff_vs_one_process']:.1e}",
             ]
             if args.reference:
-                row.append(f"{(r_images - s_images).abs().max().item():.1e}")
-                records.append(_record(case, "reference", reference, r_images, {}))
-            baseline = {"reference": r_images} if args.reference else {}
-            records.append(_record(case, "one-process", one, s_images, baseline))
-            records.append(_record(case, "ranks", dist, d_images, {**baseline, "one_process": s_images}))
+                row.append(f"{case_records['one-process']['max_abs_diff_vs_reference']:.1e}")
             lines.append("| " + " | ".join(row) + " |")
             print(lines[-1], flush=True)
     lines += ["", f"load average at the end: {' / '.join(f'{x:.2f}' for x in os.getloadavg())}"]
