@@ -7,9 +7,11 @@
     >>> tracker.recorder.trajectory("dcc").velocities
 
 Modules, top-down: :mod:`~dynamics.ntk` (empirical NTK; the CPU default's per-example Jacobians
-in :mod:`~dynamics.layerwise_jacobian`), :mod:`~dynamics.velocity` (kernel
+in :mod:`~dynamics.layerwise_jacobian`, the other implementations in
+:mod:`~dynamics.ntk_implementations`), :mod:`~dynamics.velocity` (kernel
 distance, velocity, distance from init, probes), :mod:`~dynamics.tracking` (the callback that
-records kernels during any ``condense`` training loop), :mod:`~dynamics.presets` and
+records kernels during any ``condense`` training loop; the records saved by
+:mod:`~dynamics.recording`), :mod:`~dynamics.presets` and
 :mod:`~dynamics.track` (``python -m dynamics.track --run <preset>``; its command line in
 :mod:`~dynamics.track_cli`, its tables in :mod:`~dynamics.track_tables`), :mod:`~dynamics.figures`
 (``python -m dynamics.figures runs/<preset>``). ``dynamics`` builds on ``condense``; never the reverse.

@@ -19,7 +19,9 @@ Implementations (:class:`NTKImplementation`) differ in speed and memory, never i
 every one is tested against an explicit autograd Jacobian. The default (``AUTO``) picks the
 fastest measured on the device: per-layer per-example gradients on a CPU (see "Empirical NTK"
 in ``docs/benchmarks.md``; computed in :mod:`dynamics.layerwise_jacobian`), ``vmap(jacrev)``
-Jacobian contraction elsewhere.
+Jacobian contraction elsewhere. This module validates, picks the implementation and assembles the
+kernel tile by tile; the other three implementations' arithmetic is in
+:mod:`dynamics.ntk_implementations`.
 
 Memory. The Jacobian-based implementations hold two Jacobian tiles of
 ``tile · O · P · 4`` bytes (float32) at once, plus the output kernel
@@ -62,10 +64,10 @@ from typing import Literal
 
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call, jacrev, jvp, vjp, vmap
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from dynamics.layerwise_jacobian import LayerwiseUnsupported, layerwise_jacobian, layerwise_plan
+from dynamics.ntk_implementations import jacobian_loop, jacobian_vmap, ntk_vector_products_block, trainable_parameters
 
 __all__ = ["NTKImplementation", "NTKMode", "empirical_ntk", "check_per_example", "MODES"]
 
@@ -146,13 +148,6 @@ def check_per_example(model: nn.Module) -> None:
                     f"(track_running_stats=False), so even in eval mode it normalises with batch "
                     f"statistics and the per-example NTK is undefined"
                 )
-
-
-def _trainable(model: nn.Module) -> list[tuple[str, Tensor]]:
-    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    if not params:
-        raise ValueError("the model has no trainable parameters (requires_grad=True); the NTK is zero")
-    return params
 
 
 # --------------------------------------------------------------------------------------------
@@ -251,89 +246,6 @@ class _JacobianCache:
 
 
 # --------------------------------------------------------------------------------------------
-# per-example Jacobians, each returned as a list of (O, n, P_k) blocks, one per trainable
-# parameter (any strides). Implementation 1: vmap(jacrev)
-
-
-def _functional(model: nn.Module) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
-    """(trainable params, constants = frozen params and buffers), detached, for functional_call."""
-    trainable = {n: p.detach() for n, p in _trainable(model)}
-    constants = {n: p.detach() for n, p in model.named_parameters() if n not in trainable}
-    constants.update(dict(model.named_buffers()))
-    return trainable, constants
-
-
-def _jacobian_vmap(model: nn.Module, x: Tensor, chunk_size: int | None) -> list[Tensor]:
-    params, constants = _functional(model)
-
-    def f(p: dict[str, Tensor], xn: Tensor) -> Tensor:  # one example -> (O,)
-        return functional_call(model, (p, constants), (xn.unsqueeze(0),)).reshape(-1)
-
-    jac = vmap(jacrev(f), (None, 0), chunk_size=chunk_size)(params, x)  # name -> (n, O, *shape)
-    n = x.shape[0]
-    return [jac[k].reshape(n, jac[k].shape[1], -1).transpose(0, 1) for k in params]
-
-
-# --------------------------------------------------------------------------------------------
-# Implementation 2: Python loop over examples and logits
-
-
-@torch.enable_grad()
-def _jacobian_loop(model: nn.Module, x: Tensor) -> list[Tensor]:
-    """One forward per example, one ``autograd.grad`` per logit."""
-    params = [p for _, p in _trainable(model)]
-    blocks: list[Tensor] = []
-    for i in range(x.shape[0]):
-        out = model(x[i : i + 1]).reshape(-1)  # (O,)
-        if not blocks:
-            blocks = [out.new_zeros(out.numel(), x.shape[0], p.numel()) for p in params]
-        for o in range(out.numel()):
-            grads = torch.autograd.grad(out[o], params, retain_graph=o + 1 < out.numel(), allow_unused=True)
-            for block, g in zip(blocks, grads):
-                if g is not None:
-                    block[o, i] = g.reshape(-1)
-    return blocks
-
-
-# --------------------------------------------------------------------------------------------
-# Implementation 3: per-layer per-example gradients, dynamics.layerwise_jacobian.layerwise_jacobian
-
-
-# --------------------------------------------------------------------------------------------
-# Implementation 4: NTK-vector products
-
-
-def _ntk_vp_block(model: nn.Module, x1: Tensor, x2: Tensor, mode: str, chunk_size: int | None) -> Tensor:
-    """K(x1, x2) as jvp-of-vjp, never forming the Jacobian of x2."""
-    params, constants = _functional(model)
-
-    def f1(p: dict[str, Tensor], xn: Tensor) -> Tensor:  # one example -> (O,)
-        return functional_call(model, (p, constants), (xn.unsqueeze(0),)).reshape(-1)
-
-    def f2(p: dict[str, Tensor]) -> Tensor:
-        # the whole x2 batch in one call: examples are independent (check_per_example)
-        return functional_call(model, (p, constants), (x2,)).reshape(x2.shape[0], -1)  # (N2, O)
-
-    def row(x1n: Tensor) -> Tensor:
-        out, vjp_fn = vjp(lambda p: f1(p, x1n), params)  # out: (O,)
-
-        def column(vec: Tensor) -> Tensor:
-            (g,) = vjp_fn(vec)  # vecᵀ J(x1_n): one parameter-shaped tangent
-            _, t = jvp(f2, (params,), (g,))  # J(x2) g: (N2, O)
-            return t
-
-        basis = torch.eye(out.numel(), dtype=out.dtype, device=out.device)
-        return vmap(column)(basis)  # (O, N2, O) indexed [o, m, p]
-
-    res = vmap(row, chunk_size=chunk_size)(x1)  # (N1, O, N2, O)
-    k = res.permute(0, 2, 1, 3)  # (N1, N2, O, O) = K[n, m, o, p]
-    if mode == "full":
-        return k.contiguous()
-    diag = torch.diagonal(k, dim1=2, dim2=3)  # (N1, N2, O)
-    return diag.sum(-1) if mode == "trace" else diag.contiguous()
-
-
-# --------------------------------------------------------------------------------------------
 # public entry point
 
 
@@ -355,7 +267,7 @@ def _resolve(implementation: NTKImplementation | str, model: nn.Module, device: 
     if device.type != "cpu":
         return NTKImplementation.JACOBIAN_CONTRACTION
     try:
-        layerwise_plan(model, _trainable(model))
+        layerwise_plan(model, trainable_parameters(model))
     except LayerwiseUnsupported:
         return NTKImplementation.PER_EXAMPLE_LOOP
     return NTKImplementation.LAYERWISE_GRADIENTS
@@ -407,7 +319,7 @@ def empirical_ntk(
     if x1.shape[0] == 0 or x2.shape[0] == 0:
         raise ValueError("x1 and x2 must hold at least one example each")
     check_per_example(model)
-    _trainable(model)
+    trainable_parameters(model)
     impl = _resolve(implementation, model, x1.device)
     auto = _member(implementation) is NTKImplementation.AUTO
 
@@ -422,21 +334,21 @@ def empirical_ntk(
     if impl is NTKImplementation.NTK_VECTOR_PRODUCTS:
 
         def block(a: tuple[int, slice], b: tuple[int, slice]) -> Tensor:
-            return _ntk_vp_block(model, xs[a[0]][a[1]], xs[b[0]][b[1]], mode, chunk_size)
+            return ntk_vector_products_block(model, xs[a[0]][a[1]], xs[b[0]][b[1]], mode, chunk_size)
 
         return _tiled_kernel(x1, x2, symmetric, tile, mode, shape, dtype, block)
 
     def jacobian(side: int, sl: slice, verify: bool = False) -> list[Tensor]:
         x = xs[side][sl]
         if impl is NTKImplementation.JACOBIAN_CONTRACTION:
-            return _jacobian_vmap(model, x, chunk_size)
+            return jacobian_vmap(model, x, chunk_size)
         if impl is NTKImplementation.PER_EXAMPLE_LOOP:
-            return _jacobian_loop(model, x)
-        return layerwise_jacobian(model, x, _trainable(model), chunk_size, verify=verify)
+            return jacobian_loop(model, x)
+        return layerwise_jacobian(model, x, trainable_parameters(model), chunk_size, verify=verify)
 
     if impl is NTKImplementation.LAYERWISE_GRADIENTS:
         try:
-            layerwise_plan(model, _trainable(model))
+            layerwise_plan(model, trainable_parameters(model))
         except LayerwiseUnsupported as err:
             raise ValueError(str(err)) from None
         # verify once, on two examples, that per-layer gradients add up to the batch gradient

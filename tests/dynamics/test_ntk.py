@@ -348,13 +348,13 @@ def test_module_docstring_examples_run():
 def test_tile_recomputation_count_matches_docstring(monkeypatch):
     """Symmetric: T + (T-1)(T-2)/2 tile Jacobians; general: T1·T2 + 1 (module docstring)."""
     calls = []
-    original = ntk_module._jacobian_loop
+    original = ntk_module.jacobian_loop
 
     def counting(model, x):
         calls.append(x.shape[0])
         return original(model, x)
 
-    monkeypatch.setattr(ntk_module, "_jacobian_loop", counting)
+    monkeypatch.setattr(ntk_module, "jacobian_loop", counting)
     model, x = mlp().eval(), torch.randn(10, 1, 8, 8)
     empirical_ntk(model, x, implementation="per_example_loop", tile_size=1)
     assert len(calls) == 10 + 9 * 8 // 2
