@@ -12,6 +12,7 @@ from torch import nn
 
 from condense.errors import ConfigError
 from condense.networks.common import Classifier, check_size, instance_norm, mnist_like
+from condense.networks.thin_conv import MAX_THIN_CHANNELS, ThinConv2d
 
 __all__ = ["ConvNet", "ACTIVATIONS", "NORMS", "POOLINGS"]
 
@@ -25,6 +26,8 @@ class ConvNet(Classifier):
 
     Block: conv 3×3 (``width`` channels, padding 1) → norm → activation → pool 2×2 (stride 2).
     For 1-channel 28×28 inputs the first conv has padding 3 (28 → 32), as in the authors' code.
+    On one-channel inputs the first conv is a :class:`~condense.networks.thin_conv.ThinConv2d`
+    (an ``nn.Conv2d`` that compiled CPU graphs run as im2col + 1×1 convolution; same function).
 
     Norms: ``instance`` = ``GroupNorm(width, width)`` (one group per channel, affine — the
     authors' choice, not ``nn.InstanceNorm2d``); ``batch`` = ``BatchNorm2d``; ``layer`` =
@@ -66,7 +69,8 @@ class ConvNet(Classifier):
         c, h, w = channels, image_size[0], image_size[1]
         for d in range(depth):
             padding = 3 if d == 0 and mnist_like(channels, image_size) else 1
-            layers.append(nn.Conv2d(c, width, kernel_size=3, padding=padding))
+            conv = ThinConv2d if c <= MAX_THIN_CHANNELS else nn.Conv2d
+            layers.append(conv(c, width, kernel_size=3, padding=padding))
             c, h, w = width, h + 2 * padding - 2, w + 2 * padding - 2
             if norm != "none":
                 layers.append(self._norm_layer(norm, (c, h, w)))

@@ -53,6 +53,13 @@ def test_compiled_real_gradients_equal_eager(network):
     _close(torch.cat([g.flatten() for g in eager]), torch.cat([g.flatten() for g in fast]))
 
 
+# DSA on this tiny set sits on a knife-edge of rounding: perturbing the eager iteration's real
+# gradients by a relative 1e-7 (noise, nothing else) moved its S by 6.8e-3 and its loss by 2.3e-4
+# (measured; DC, DCC and DSAC moved by ≤ 1e-5), as far as the compiled passes move it. Its
+# tolerance is set above that noise floor; a wrong compiled pass moves S by O(1).
+NOISE_FLOOR_TOLERANCE = {"dsa": 1e-2}
+
+
 @pytest.mark.compile
 @pytest.mark.parametrize(
     "method, network",
@@ -66,8 +73,9 @@ def test_one_compiled_synthesis_iteration_equals_eager(data, method, network):
         condenser = Condenser(config.replace(compile=mode), data, device="cpu")
         loss = condenser.run_iteration().loss
         results[mode] = (loss, condenser.synthetic.detach().clone())
-    assert results["on"][0] == pytest.approx(results["off"][0], rel=1e-4)
-    _close(results["off"][1], results["on"][1], rel=1e-4)
+    tolerance = NOISE_FLOOR_TOLERANCE.get(method, 1e-4)
+    assert results["on"][0] == pytest.approx(results["off"][0], rel=tolerance)
+    _close(results["off"][1], results["on"][1], rel=tolerance)
     assert compiled.fallback_reason() is None
 
 
