@@ -13,6 +13,9 @@ that each has its own peak-RSS mark), interleaved over ``--rounds``:
   through ``torch.compile``; :mod:`condense.compiled`);
 - ``package-compiled-bf16``: compiled, with ``real_grad_dtype='bfloat16'`` (real-data gradients
   under ``torch.autocast(dtype=torch.bfloat16)``);
+- ``package-compiled-bf16-real-and-train``: compiled, with bf16 real gradients and
+  ``network_train_dtype='bfloat16'`` (the T epochs of training θ on S under bf16 autocast too;
+  not in the default list);
 - ``package-eager-bf16``: eager with bf16 real gradients (not in the default list).
 
 The package implementations are warmed up (untimed) by a 2-step, 1-epoch iteration of the same
@@ -108,14 +111,15 @@ CASES: dict[str, tuple[str, int]] = {
     "dc-ipc10": ("dc", 10),
     "dcc-ipc10": ("dcc", 10),
 }
-#: implementation -> (package compile mode, real-gradient dtype); the reference has none
-PACKAGE_IMPLEMENTATIONS: dict[str, tuple[str, str]] = {
-    "package-eager": ("off", "float32"),
-    "package-compiled": ("on", "float32"),
-    "package-compiled-bf16": ("on", "bfloat16"),
-    "package-eager-bf16": ("off", "bfloat16"),
-    "package-perturbed": ("off", "float32"),
-    "package-onepass": ("off", "float32"),
+#: implementation -> (package compile mode, real-gradient dtype, network-training dtype); the reference has none
+PACKAGE_IMPLEMENTATIONS: dict[str, tuple[str, str, str]] = {
+    "package-eager": ("off", "float32", "float32"),
+    "package-compiled": ("on", "float32", "float32"),
+    "package-compiled-bf16": ("on", "bfloat16", "float32"),
+    "package-compiled-bf16-real-and-train": ("on", "bfloat16", "bfloat16"),
+    "package-eager-bf16": ("off", "bfloat16", "float32"),
+    "package-perturbed": ("off", "float32", "float32"),
+    "package-onepass": ("off", "float32", "float32"),
 }
 IMPLEMENTATIONS = ("reference", "package-eager", "package-compiled", "package-compiled-bf16")
 ALL_IMPLEMENTATIONS = ("reference", "reference-perturbed", *PACKAGE_IMPLEMENTATIONS)
@@ -280,8 +284,8 @@ def _perturb(synthetic: torch.Tensor) -> None:
 
 
 def package_config(impl: str, config: CondenseConfig) -> CondenseConfig:
-    mode, dtype = PACKAGE_IMPLEMENTATIONS[impl]
-    return config.replace(compile=mode, real_grad_dtype=dtype)
+    mode, real_dtype, train_dtype = PACKAGE_IMPLEMENTATIONS[impl]
+    return config.replace(compile=mode, real_grad_dtype=real_dtype, network_train_dtype=train_dtype)
 
 
 def make_runner(impl: str, config: CondenseConfig, dataset: ImageDataset, device: str = "cpu") -> _PackageRunner | _ReferenceRunner:

@@ -102,8 +102,10 @@ class CondenseConfig:
     Speed settings, which change rounding but not the mathematics: ``compile`` (the first-order
     passes through ``torch.compile``, :mod:`condense.compiled`), ``class_batching`` (the real
     passes of all classes as one vmapped pass where that is exact; ``auto`` = on CUDA, where the
-    per-class passes are launch-bound) and, opt-in because it does change the numbers,
-    ``real_grad_dtype="bfloat16"``.
+    per-class passes are launch-bound) and, opt-in because they do change the numbers,
+    ``real_grad_dtype="bfloat16"`` (the real-gradient passes under bf16 autocast) and
+    ``network_train_dtype="bfloat16"`` (the T epochs of training θ on S between matching steps
+    under bf16 autocast; they dominate an iteration from ipc 10 on).
     """
 
     dataset: str = "fashion-mnist"
@@ -126,6 +128,7 @@ class CondenseConfig:
     eval_at: tuple[int, ...] | None = None
     seed: int = 0
     real_grad_dtype: Literal["float32", "bfloat16"] = "float32"
+    network_train_dtype: Literal["float32", "bfloat16"] = "float32"
     compile: Literal["auto", "on", "off"] = "auto"
     class_batching: Literal["auto", "on", "off"] = "auto"
     checkpoint_every: int = 10
@@ -161,8 +164,9 @@ class CondenseConfig:
             raise ConfigError(f"unknown compile mode {self.compile!r}; choose auto, on or off")
         if self.class_batching not in ("auto", "on", "off"):
             raise ConfigError(f"unknown class_batching {self.class_batching!r}; choose auto, on or off")
-        if self.real_grad_dtype not in ("float32", "bfloat16"):
-            raise ConfigError(f"real_grad_dtype must be float32 or bfloat16, got {self.real_grad_dtype!r}")
+        for name in ("real_grad_dtype", "network_train_dtype"):
+            if getattr(self, name) not in ("float32", "bfloat16"):
+                raise ConfigError(f"{name} must be float32 or bfloat16, got {getattr(self, name)!r}")
         if any(it < 0 or it > self.iterations for it in self.evaluation_iterations):
             raise ConfigError(f"eval_at {self.eval_at} must lie in [0, iterations={self.iterations}]")
 

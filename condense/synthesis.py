@@ -149,10 +149,14 @@ class Condenser:
             network = build_network(self.config.network, self.image_shape[0], self.num_classes, self.image_shape[1:])
         return network.to(self.device)
 
-    def _real_autocast(self) -> contextlib.AbstractContextManager:
-        if self.config.real_grad_dtype == "bfloat16":
+    def _autocast(self, dtype: str) -> contextlib.AbstractContextManager:
+        """bf16 autocast for ``dtype == "bfloat16"`` (``real_grad_dtype``, ``network_train_dtype``)."""
+        if dtype == "bfloat16":
             return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
+
+    def _real_autocast(self) -> contextlib.AbstractContextManager:
+        return self._autocast(self.config.real_grad_dtype)
 
     def _freeze_batchnorm(self, network: nn.Module, generator: torch.Generator) -> None:
         """Set BN running statistics on a few real images per class, then put BN in eval mode."""
@@ -275,10 +279,11 @@ class Condenser:
             dsa = self.dsa
             augment = lambda x, g: dsa(x, g, siamese=False)  # noqa: E731
         for epoch in range(self.config.epochs_between_steps):
-            if self.world.is_distributed:  # torchrun: each batch split over the ranks, gradients all-reduced
-                class_parallel.train_epoch_over_ranks(network, optimizer, images, self.labels, batch_size=self.config.network_batch, generator=generator, dsa=self.dsa, forward=self.train_forward)
-            else:
-                train_epoch(network, optimizer, images, self.labels, batch_size=self.config.network_batch, generator=generator, augment=augment, forward=self.train_forward)
+            with self._autocast(self.config.network_train_dtype):  # not around the callbacks
+                if self.world.is_distributed:  # torchrun: each batch split over the ranks, gradients all-reduced
+                    class_parallel.train_epoch_over_ranks(network, optimizer, images, self.labels, batch_size=self.config.network_batch, generator=generator, dsa=self.dsa, forward=self.train_forward)
+                else:
+                    train_epoch(network, optimizer, images, self.labels, batch_size=self.config.network_batch, generator=generator, augment=augment, forward=self.train_forward)
             notify(self.callbacks, "on_synthesis_network_update", iteration=self.iteration, step=step, epoch=epoch, network=network)
 
     # ------------------------------------------------------------------ one iteration
