@@ -125,7 +125,11 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     print(f"machine: {describe_machine(args.threads)}; default ConvNet, grad pass {args.batch} images, test pass {args.test_batch}; fastest of {args.rounds} interleaved rounds")
     print("\n| input | pass dtype route | ms | vs eager fp32 |\n|---|---|---:|---:|")
+    # every variant compiles ConvNet.forward anew (route, dtype, grad mode): keep dynamo from
+    # giving up after its default 8 graphs, and start each input shape afresh
+    torch._dynamo.config.recompile_limit = 64
     for channels in args.channels:
+        torch._dynamo.reset()
         seconds = measure(pass_functions(channels, args.batch, args.test_batch, args.dtypes, args.kinds), args.rounds)
         print("\n".join(report(channels, seconds)), flush=True)
     return 0

@@ -43,7 +43,8 @@ else
     DEVICE=cuda
     T_TESTS=60 T_SYN=170 T_EVAL=80 T_PAPER=75
     SYN_ARGS=(--device cuda --threads 4 --cases dc-ipc1 dcc-ipc10 --iterations 2 --no-flops
-              --implementations reference package-eager package-compiled package-compiled-bf16)
+              --implementations reference package-eager package-compiled package-compiled-bf16
+                             package-compiled-bf16-real-and-train)
     EVAL_ARGS=(--device cuda --ipc 1,10 --dsa-ipc 10 --networks 20 --epochs 50
                --implementations original package-eager package-compiled stacked)
     PAPER_ARGS=(--dataset fashion-mnist)
