@@ -53,10 +53,11 @@ def test_compiled_real_gradients_equal_eager(network):
     _close(torch.cat([g.flatten() for g in eager]), torch.cat([g.flatten() for g in fast]))
 
 
-# DSA on this tiny set sits on a knife-edge of rounding: perturbing the eager iteration's real
-# gradients by a relative 1e-7 (noise, nothing else) moved its S by 6.8e-3 and its loss by 2.3e-4
-# (measured; DC, DCC and DSAC moved by ≤ 1e-5), as far as the compiled passes move it. Its
-# tolerance is set above that noise floor; a wrong compiled pass moves S by O(1).
+# DSA on this tiny set sits on a knife-edge of rounding: one draw of relative 1e-7 noise on the
+# eager iteration's real gradients (nothing else changed) moved its S by 6.8e-3 and its loss by
+# 2.3e-4 — to the same state the compiled passes reach — while the same noise moved DC, DCC and
+# DSAC by ≤ 1e-5 (another draw left DSA within 1e-5: a discrete flip, not a drift). Its tolerance
+# is set above that noise floor; a wrong compiled pass moves S by O(1).
 NOISE_FLOOR_TOLERANCE = {"dsa": 1e-2}
 
 
