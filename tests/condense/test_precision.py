@@ -20,9 +20,12 @@ def data():
     return tiny_dataset()
 
 
+def _flat(tensors: list[torch.Tensor]) -> torch.Tensor:
+    return torch.cat([t.flatten() for t in tensors])
+
+
 def _relative(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
-    flat_a, flat_b = torch.cat([t.flatten() for t in a]), torch.cat([t.flatten() for t in b])
-    return ((flat_a - flat_b).norm() / flat_b.norm()).item()
+    return ((_flat(a) - _flat(b)).norm() / _flat(b).norm()).item()
 
 
 def test_bf16_real_gradients_differ_from_fp32_by_bf16_rounding_only(data):
@@ -38,8 +41,7 @@ def test_bf16_real_gradients_differ_from_fp32_by_bf16_rounding_only(data):
 
 
 def _cosine(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
-    flat_a, flat_b = torch.cat([t.flatten() for t in a]), torch.cat([t.flatten() for t in b])
-    return torch.nn.functional.cosine_similarity(flat_a, flat_b, dim=0).item()
+    return torch.nn.functional.cosine_similarity(_flat(a), _flat(b), dim=0).item()
 
 
 def _train_between_steps(data, dtype: str, seen: list[bool]) -> list[torch.Tensor]:
