@@ -82,12 +82,19 @@ def case_config(case: str, args: argparse.Namespace) -> CondenseConfig:
 
 def measure(case: str, args: argparse.Namespace, out: Path) -> None:
     """One setting of one case in this process (one rank under torchrun); rank 0 writes ``out`` (JSON + tensor)."""
-    from condense.data import load_dataset
-    from condense.distributed import all_reduce_sum_, barrier, gather_indexed, init_distributed
-    from condense.synthesis import Condenser
+    from condense.distributed import distributed_session
 
     torch.set_num_threads(args.threads)
-    world = init_distributed("cpu")
+    with distributed_session("cpu"):  # leaves the process group before the interpreter exits (see shutdown)
+        _measure(case, args, out)
+
+
+def _measure(case: str, args: argparse.Namespace, out: Path) -> None:
+    from condense.data import load_dataset
+    from condense.distributed import all_reduce_sum_, barrier, current_world, gather_indexed
+    from condense.synthesis import Condenser
+
+    world = current_world()
     config = case_config(case, args)
     dataset = load_dataset(config.dataset, download=False)
     if args.implementation == "reference":

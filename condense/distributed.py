@@ -136,7 +136,16 @@ def init_distributed(device: str | torch.device | None = None, timeout_s: float 
 
 
 def shutdown() -> None:
-    """Leave the process group (a no-op without one)."""
+    """Leave the process group (a no-op without one). Every process that joined must call it before exiting.
+
+    Why it is not optional: gloo's worker threads drop their reference to a finished collective
+    (and so to its tensors) a moment after ``wait()`` returns. If that happens while the
+    interpreter is already finalizing, the thread needs the GIL to release the tensors' Python
+    objects, Python ends the thread inside C++ code and the process aborts ("terminate called
+    without an active exception", exit −6) after all its work is done. Measured with two gloo
+    ranks that exit right after ``all_gather_object``: 5 aborts in 60 runs without this call, 0 in
+    60 with it (docs/architecture.md). Destroying the group joins the worker threads first.
+    """
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
 

@@ -6,11 +6,13 @@ Modes:
            run and a run whose ranks all stop hard after iteration 2 (rank 0 writes OUT/*.pt)
     dies   rank 1 exits in the middle of iteration 1; rank 0 must stop with a one-line error
     hangs  rank 1 stops answering in the middle of iteration 1; rank 0 must stop within the timeout
+    threads  each rank counts its OS threads before joining, in the group and after shutdown
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import sys
 import time
@@ -134,6 +136,8 @@ def main(mode: str, out: Path) -> int:
     from condense.synthesis import condense_dataset
 
     torch.set_num_threads(1)
+    if mode == "threads":
+        return count_threads(out)
     dataset = load_dataset("sklearn-digits")
     if mode in ("dies", "hangs"):
         def doomed() -> int:
@@ -159,6 +163,25 @@ def main(mode: str, out: Path) -> int:
     condense_dataset(run_config(), dataset, out / "cut", device="cpu", progress=False, callbacks=[HardStopAfter(2)])
     shutdown()
     return 0
+
+
+def count_threads(out: Path) -> int:
+    """The ``threads`` mode: this rank's OS threads before joining, in the group, and after shutdown."""
+    from condense.distributed import gather_indexed, init_distributed, shutdown
+
+    before_init = os_threads()
+    world = init_distributed("cpu")
+    gather_indexed({world.rank: float(world.rank)}, world.size)  # an object collective, as the runs end with
+    in_group = os_threads()
+    shutdown()
+    counts = dict(before_init=before_init, in_group=in_group, after_shutdown=os_threads())
+    (out / f"threads-rank{world.rank}.json").write_text(json.dumps(counts))
+    return 0
+
+
+def os_threads() -> int:
+    """This process's operating-system threads (Python's and C++'s: gloo's workers show up here)."""
+    return len(os.listdir("/proc/self/task"))
 
 
 if __name__ == "__main__":

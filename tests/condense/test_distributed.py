@@ -85,6 +85,19 @@ def distributed(tmp_path_factory):
     return out, torch.load(out / "results.pt", weights_only=True)
 
 
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="counts threads in /proc")
+def test_shutdown_joins_the_process_groups_threads(tmp_path):
+    """Leaving the group must join gloo's worker threads before the interpreter exits: a worker
+    that releases a collective's tensors during finalisation aborts the rank (condense.distributed.shutdown)."""
+    for code, err in finish(start_ranks("threads", tmp_path), timeout=120):
+        assert code == 0, err[-3000:]
+    for rank in (0, 1):
+        counts = json.loads((tmp_path / f"threads-rank{rank}.json").read_text())
+        gloo_threads = counts["in_group"] - counts["before_init"]
+        assert gloo_threads > 0, counts
+        assert counts["after_shutdown"] == counts["before_init"], counts
+
+
 @pytest.mark.parametrize("case", list(worker.CASES))
 def test_two_ranks_give_the_single_process_synthetic_set(distributed, dataset, case):
     _, results = distributed
