@@ -130,7 +130,7 @@ class RankOneFails(Callback):
 
 def main(mode: str, out: Path) -> int:
     from condense.__main__ import build_parser
-    from condense.distributed import current_world, init_distributed, shutdown
+    from condense.distributed import current_world, distributed_session, init_distributed, shutdown
     from condense.evaluation import evaluate_images
     from condense.runtime import run_command
     from condense.synthesis import condense_dataset
@@ -141,8 +141,8 @@ def main(mode: str, out: Path) -> int:
     dataset = load_dataset("sklearn-digits")
     if mode in ("dies", "hangs"):
         def doomed() -> int:
-            init_distributed("cpu")
-            condense_dataset(case_config("dc"), dataset, out / "doomed", device="cpu", progress=False, callbacks=[RankOneFails(mode)])
+            with distributed_session("cpu"):  # as the command line runs a command (condense.__main__)
+                condense_dataset(case_config("dc"), dataset, out / "doomed", device="cpu", progress=False, callbacks=[RankOneFails(mode)])
             return 0
 
         return run_command(doomed)
@@ -171,7 +171,10 @@ def count_threads(out: Path) -> int:
 
     before_init = os_threads()
     world = init_distributed("cpu")
-    gather_indexed({world.rank: float(world.rank)}, world.size)  # an object collective, as the runs end with
+    # What a run does after joining: an optimiser (torch.optim imports torch._dynamo, which imports
+    # torch.distributed.nn.functional) and an object collective, as the runs end with.
+    torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+    gather_indexed({world.rank: float(world.rank)}, world.size)
     in_group = os_threads()
     shutdown()
     counts = dict(before_init=before_init, in_group=in_group, after_shutdown=os_threads())
